@@ -1,0 +1,83 @@
+//! Reads the ClientHello from a new connection into a bounded buffer, under one deadline.
+//!
+//! The hello may arrive however the client and the network cut it: one byte per TCP segment, or
+//! split over several TLS records (RFC 8446 §5.1: "Handshake messages MAY be coalesced into a
+//! single TLSPlaintext record or fragmented across several records"). Post-quantum key shares
+//! make hellos of 1.5 KiB and more common. So this module reads until the parser in
+//! `sniway-wire` says the hello is complete or invalid, with three bounds:
+//!
+//! - size: the buffer grows by doubling from [`INITIAL_BUFFER`] up to [`BUFFER_LIMIT`]
+//!   ([`sniway_wire::MAX_HELLO_LEN`] plus room for record headers);
+//! - time: one deadline for the whole hello, not per read, so a trickling client cannot extend it;
+//! - EOF: the client closing before the hello is complete ends the connection.
+//!
+//! Every byte read is kept, in order, and replayed to the backend: the proxy never consumes or
+//! rewrites the client's bytes.
+
+use std::time::Duration;
+
+use sniway_wire::ClientHello;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::error::ConnError;
+
+/// First buffer size: enough for most hellos, including ones with a post-quantum key share.
+pub const INITIAL_BUFFER: usize = 4 * 1024;
+
+/// Largest buffer the detection phase may hold: the parser's hello cap plus record framing (a
+/// 5-byte header per record, generously allowing for hellos fragmented into many records) and
+/// bytes the client may send right after the hello.
+pub const BUFFER_LIMIT: usize = sniway_wire::MAX_HELLO_LEN + 16 * 1024;
+
+/// What the client sent first: its parsed hello and every byte read so far.
+#[derive(Debug)]
+pub struct Detected {
+    /// The parsed hello.
+    pub hello: ClientHello,
+    /// All bytes read from the client, the hello first; replayed to the backend unchanged.
+    pub buffered: Vec<u8>,
+}
+
+/// Reads until a complete ClientHello is buffered, the input is found invalid, the client closes,
+/// or `timeout` passes since the call.
+///
+/// XXX: each read re-parses the whole buffer, so a client trickling one byte per segment costs
+/// O(n²) parse work in the hello size; the size cap and the deadline bound it.
+pub async fn read_hello(io: &mut TcpStream, timeout: Duration) -> Result<Detected, ConnError> {
+    match tokio::time::timeout(timeout, read_hello_unbounded(io)).await {
+        Ok(r) => r,
+        Err(_elapsed) => Err(ConnError::HelloTimeout(timeout)),
+    }
+}
+
+async fn read_hello_unbounded(io: &mut TcpStream) -> Result<Detected, ConnError> {
+    let mut buf = vec![0u8; INITIAL_BUFFER];
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            let grown = (buf.len() * 2).min(BUFFER_LIMIT);
+            if grown == filled {
+                return Err(ConnError::HelloTooLarge { limit: BUFFER_LIMIT });
+            }
+            buf.resize(grown, 0);
+        }
+        let n = match io.read(&mut buf[filled..]).await {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ConnError::HelloRead(e)),
+        };
+        if n == 0 {
+            return Err(ConnError::HelloEof { read: filled });
+        }
+        filled += n;
+        match sniway_wire::parse_client_hello(&buf[..filled]) {
+            Ok(Some(hello)) => {
+                buf.truncate(filled);
+                return Ok(Detected { hello, buffered: buf });
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ConnError::BadHello(e)),
+        }
+    }
+}

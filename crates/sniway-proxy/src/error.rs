@@ -1,0 +1,201 @@
+//! The data plane's errors: one enum for the proxy as a whole ([`ProxyError`]) and one for a
+//! single connection ([`ConnError`]), whose variants each say which side failed ([`Side`]).
+//!
+//! A `ConnError` never reaches the peer: the Gateway API conformance suite treats a TLS alert as a
+//! failure, so every refusal is a plain close (FIN, or RST when unread bytes are pending). The
+//! variants exist so that logs, and later metrics, can name the reason; [`ConnError::reason`] is
+//! the stable label for that.
+
+use std::io;
+use std::net::SocketAddr;
+
+use thiserror::Error;
+
+/// Errors of the proxy as a whole.
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    /// A listening socket could not be created or bound (address in use, permission denied,
+    /// address not available on this host).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from the routing table.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Which party a connection error is blamed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The downstream client: what it sent, or how its socket behaved.
+    Client,
+    /// The upstream backend: resolution, connect, or its socket during the relay.
+    Backend,
+    /// The routing configuration: no listener, no route or no usable backend for the name.
+    Config,
+}
+
+impl Side {
+    /// A lowercase label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Backend => "backend",
+            Side::Config => "config",
+        }
+    }
+}
+
+/// Why a connection ended before, or while, relaying.
+#[derive(Debug, Error)]
+pub enum ConnError {
+    /// Client: the bytes are not a TLS ClientHello (another protocol, SSLv2, a malformed or
+    /// oversized hello), as decided by the ClientHello parser.
+    #[error("not a usable ClientHello: {0}")]
+    BadHello(sniway_wire::HelloError),
+    /// Client: the hello did not fit in the detection buffer.
+    #[error("ClientHello larger than {limit} bytes")]
+    HelloTooLarge {
+        /// The buffer limit in bytes.
+        limit: usize,
+    },
+    /// Client: the complete hello did not arrive before the deadline.
+    #[error("ClientHello not complete after {0:?}")]
+    HelloTimeout(std::time::Duration),
+    /// Client: the connection closed before the hello was complete.
+    #[error("connection closed after {read} bytes, before a complete ClientHello")]
+    HelloEof {
+        /// Bytes received before the end of stream.
+        read: usize,
+    },
+    /// Client: reading the hello failed (reset, for instance).
+    #[error("reading the ClientHello: {0}")]
+    HelloRead(#[source] io::Error),
+    /// Client: the hello carries no server_name extension; passthrough routes by SNI only.
+    #[error("ClientHello without SNI")]
+    NoSni,
+    /// Client: the server_name extension is present but not a usable host name.
+    #[error("ClientHello with an invalid server_name")]
+    InvalidSni,
+    /// Config: no listener on this socket accepts the name.
+    #[error("no listener for {sni:?}")]
+    NoListener {
+        /// The requested name.
+        sni: String,
+    },
+    /// Config: the most specific listener for the name has no route for it (no fall-through to a
+    /// less specific listener).
+    #[error("listener {listener} has no route for {sni:?}")]
+    NoRoute {
+        /// The listener that took the name (`namespace/gateway/listener`).
+        listener: String,
+        /// The requested name.
+        sni: String,
+    },
+    /// Config: the listener's mode is not served by this data plane.
+    #[error("listener {listener} is not in a served mode")]
+    UnsupportedMode {
+        /// The listener (`namespace/gateway/listener`).
+        listener: String,
+    },
+    /// Config: every backend of the route has weight 0.
+    #[error("route {route} has no backend with a weight above 0")]
+    NoBackend {
+        /// The route rule (`namespace/name#rule`).
+        route: String,
+    },
+    /// Config: the weighted choice fell on a backendRef that could not be resolved; the Gateway
+    /// API requires its share of connections to be refused.
+    #[error("backend {backend} is invalid: {reason}")]
+    InvalidBackend {
+        /// The backend's display name.
+        backend: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// Config: the backend has no endpoint addresses (no ready endpoints, or DNS returned none).
+    #[error("backend {backend} has no endpoints")]
+    NoEndpoints {
+        /// The backend's display name.
+        backend: String,
+    },
+    /// Backend: resolving the backend's DNS name failed.
+    #[error("resolving {host}: {source}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Backend: connecting failed or timed out (the last address tried is named).
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        /// The endpoint address.
+        addr: SocketAddr,
+        /// The error, `TimedOut` for the connect deadline.
+        #[source]
+        source: io::Error,
+    },
+    /// Client: reading from or writing to the client failed during the relay.
+    #[error("client socket: {0}")]
+    ClientIo(#[source] io::Error),
+    /// Backend: reading from or writing to the backend failed during the relay.
+    #[error("backend socket: {0}")]
+    BackendIo(#[source] io::Error),
+    /// Config: the connection was still open when the shutdown drain deadline passed.
+    #[error("cut at the end of the shutdown drain")]
+    Drained,
+}
+
+impl ConnError {
+    /// Which side failed.
+    pub fn side(&self) -> Side {
+        use ConnError::*;
+        match self {
+            BadHello(_)
+            | HelloTooLarge { .. }
+            | HelloTimeout(_)
+            | HelloEof { .. }
+            | HelloRead(_)
+            | NoSni
+            | InvalidSni
+            | ClientIo(_) => Side::Client,
+            NoListener { .. }
+            | NoRoute { .. }
+            | UnsupportedMode { .. }
+            | NoBackend { .. }
+            | InvalidBackend { .. }
+            | NoEndpoints { .. }
+            | Drained => Side::Config,
+            Resolve { .. } | Connect { .. } | BackendIo(_) => Side::Backend,
+        }
+    }
+
+    /// A stable snake_case label for the reason, for logs and (later) metrics.
+    pub fn reason(&self) -> &'static str {
+        use ConnError::*;
+        match self {
+            BadHello(_) => "bad_hello",
+            HelloTooLarge { .. } => "hello_too_large",
+            HelloTimeout(_) => "hello_timeout",
+            HelloEof { .. } => "hello_eof",
+            HelloRead(_) => "hello_read",
+            NoSni => "no_sni",
+            InvalidSni => "invalid_sni",
+            NoListener { .. } => "no_listener",
+            NoRoute { .. } => "no_route",
+            UnsupportedMode { .. } => "unsupported_mode",
+            NoBackend { .. } => "no_backend",
+            InvalidBackend { .. } => "invalid_backend",
+            NoEndpoints { .. } => "no_endpoints",
+            Resolve { .. } => "resolve",
+            Connect { .. } => "connect",
+            ClientIo(_) => "client_io",
+            BackendIo(_) => "backend_io",
+            Drained => "drained",
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The data plane end to end on loopback: raw TCP clients sending ClientHello bytes, TCP echo
+//! backends that name themselves.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use sniway_proxy::ProxyConfig;
+use support::*;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_sni_case_insensitively_ignoring_a_trailing_dot() {
+    let a = echo_backend("a").await;
+    let b = echo_backend("b").await;
+    let table = mk_table(vec![
+        (Some("a.example.com"), mk_route("ra", vec![mk_endpoints("a", &[a])])),
+        (Some("*.example.com"), mk_route("rb", vec![mk_endpoints("b", &[b])])),
+    ]);
+    let p = start(table).await;
+    assert_eq!(which_backend(p.addr, "a.example.com").await, "a");
+    assert_eq!(which_backend(p.addr, "A.Example.COM.").await, "a");
+    assert_eq!(which_backend(p.addr, "x.y.example.com").await, "b");
+    assert_eq!(which_backend(p.addr, "Other.Example.com.").await, "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_sni_is_closed_without_a_byte_written() {
+    let a = echo_backend("a").await;
+    let p = start(mk_table(vec![(
+        Some("a.example.com"),
+        mk_route("r", vec![mk_endpoints("a", &[a])]),
+    )]))
+    .await;
+    for sni in ["b.example.com", "example.com", "a.example.org", "127.0.0.1"] {
+        let mut s = connect(p.addr).await;
+        s.write_all(&hello(sni)).await.expect("write");
+        assert_closed_silently(&mut s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_more_specific_listener_without_route_refuses_instead_of_falling_through() {
+    let a = echo_backend("a").await;
+    let table = std::sync::Arc::new(sniway_model::RoutingTable {
+        sockets: vec![mk_socket(
+            "127.0.0.1:0",
+            vec![
+                mk_listener(Some("foo.example.com"), vec![]),
+                mk_listener(
+                    Some("*.example.com"),
+                    vec![(None, mk_route("r", vec![mk_endpoints("a", &[a])]))],
+                ),
+            ],
+        )],
+    });
+    let p = start(table).await;
+    assert_eq!(which_backend(p.addr, "bar.example.com").await, "a");
+    let mut s = connect(p.addr).await;
+    s.write_all(&hello("foo.example.com")).await.expect("write");
+    assert_closed_silently(&mut s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_closed_quickly_with_nothing_written() {
+    let a = echo_backend("a").await;
+    let p = start(mk_table(vec![(None, mk_route("r", vec![mk_endpoints("a", &[a])]))])).await;
+    for garbage in
+        [&b"GET / HTTP/1.1\r\n"[..], b"SSH-2.0-OpenSSH_9.6\r\n", &[0x80, 0x2e, 0x01, 0x03, 0x01]]
+    {
+        let mut s = connect(p.addr).await;
+        let t = Instant::now();
+        s.write_all(garbage).await.expect("write");
+        assert_closed_silently(&mut s).await;
+        assert!(t.elapsed() < Duration::from_secs(2), "closed after {:?}", t.elapsed());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_sent_one_byte_per_segment_routes() {
+    let a = echo_backend("a").await;
+    let p = start(mk_table(vec![(
+        Some("a.example.com"),
+        mk_route("r", vec![mk_endpoints("a", &[a])]),
+    )]))
+    .await;
+    let mut s = connect(p.addr).await;
+    let h = hello("a.example.com");
+    for b in &h {
+        s.write_all(std::slice::from_ref(b)).await.expect("write byte");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(read_line(&mut s).await, "a");
+    assert_eq!(read_exact(&mut s, h.len()).await, h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_spread_over_many_records_routes_and_is_replayed_unchanged() {
+    let a = echo_backend("a").await;
+    let p = start(mk_table(vec![(
+        Some("a.example.com"),
+        mk_route("r", vec![mk_endpoints("a", &[a])]),
+    )]))
+    .await;
+    // A 17 KiB hello (post-quantum sized and beyond) in 7-byte records.
+    let h = records(&hello_message(Some("a.example.com"), 17 * 1024), 7);
+    assert!(h.len() > 25_000);
+    let mut s = connect(p.addr).await;
+    s.write_all(&h).await.expect("write");
+    s.write_all(b"after the hello").await.expect("write");
+    assert_eq!(read_line(&mut s).await, "a");
+    assert_eq!(read_exact(&mut s, h.len()).await, h);
+    assert_eq!(read_exact(&mut s, 15).await, b"after the hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_hello_is_closed_at_the_deadline() {
+    let a = echo_backend("a").await;
+    let config = ProxyConfig { hello_timeout: Duration::from_millis(300), ..Default::default() };
+    let table = mk_table(vec![(None, mk_route("r", vec![mk_endpoints("a", &[a])]))]);
+    let p = start_with(table, config, Duration::from_secs(1)).await;
+    let h = hello("a.example.com");
+
+    // A silent client.
+    let mut s = connect(p.addr).await;
+    let t = Instant::now();
+    s.write_all(&h[..10]).await.expect("write");
+    assert_closed_silently(&mut s).await;
+    let e = t.elapsed();
+    assert!(e >= Duration::from_millis(250) && e < Duration::from_secs(3), "closed after {e:?}");
+
+    // A client trickling a byte every 20 ms for up to 800 ms: the deadline covers the whole hello,
+    // not each read, so the proxy closes at about 300 ms and the writes start failing.
+    let mut s = connect(p.addr).await;
+    let t = Instant::now();
+    for b in &h[..40] {
+        if s.write_all(std::slice::from_ref(b)).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_closed_silently(&mut s).await;
+    let e = t.elapsed();
+    assert!(
+        e >= Duration::from_millis(250) && e < Duration::from_millis(750),
+        "closed after {e:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_without_sni_or_with_an_invalid_name_is_closed() {
+    let a = echo_backend("a").await;
+    let p = start(mk_table(vec![(None, mk_route("r", vec![mk_endpoints("a", &[a])]))])).await;
+    let no_sni = hello_message(None, 0);
+    let bad_name = hello_message(Some("bad name!"), 0);
+    for h in [&no_sni, &bad_name] {
+        let mut s = connect(p.addr).await;
+        s.write_all(&records(h, h.len())).await.expect("write");
+        assert_closed_silently(&mut s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_backend_and_all_zero_weights_are_refused() {
+    let table = mk_table(vec![
+        (Some("invalid.example.com"), mk_route("inv", vec![mk_invalid("missing", 1)])),
+        (
+            Some("zero.example.com"),
+            mk_route(
+                "zero",
+                vec![mk_weighted(
+                    0,
+                    sniway_model::Backend::endpoints("z", vec![echo_backend("z").await]),
+                )],
+            ),
+        ),
+        (Some("empty.example.com"), mk_route("empty", vec![mk_endpoints("e", &[])])),
+        (Some("none.example.com"), mk_route("none", vec![])),
+    ]);
+    let p = start(table).await;
+    for sni in ["invalid.example.com", "zero.example.com", "empty.example.com", "none.example.com"]
+    {
+        let mut s = connect(p.addr).await;
+        s.write_all(&hello(sni)).await.expect("write");
+        assert_closed_silently(&mut s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_backend_closes_the_client_without_writing() {
+    let dead = dead_addr().await;
+    let p = start(mk_table(vec![(None, mk_route("r", vec![mk_endpoints("dead", &[dead])]))])).await;
+    let mut s = connect(p.addr).await;
+    s.write_all(&hello("a.example.com")).await.expect("write");
+    assert_closed_silently(&mut s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_endpoint_is_skipped_for_the_next_one_of_the_same_backend() {
+    let dead = dead_addr().await;
+    let live = echo_backend("live").await;
+    let p =
+        start(mk_table(vec![(None, mk_route("r", vec![mk_endpoints("b", &[dead, live])]))])).await;
+    for _ in 0..4 {
+        assert_eq!(which_backend(p.addr, "a.example.com").await, "live");
+    }
+}

@@ -1,0 +1,284 @@
+//! Test helpers: routing tables built by hand (`mk_*`), ClientHello bytes, loopback backends and
+//! a proxy running on an ephemeral port.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use sniway_model::{
+    Backend, HostIndex, HostPattern, ListenerId, ListenerMode, ListenerTable, Route, RouteId,
+    RoutingTable, SocketTable, WeightedBackend,
+};
+use sniway_proxy::{Proxy, ProxyConfig, ProxyError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Upper bound on any single wait in a test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+// === routing tables ===
+
+/// A backend with fixed endpoints and weight 1.
+pub fn mk_endpoints(name: &str, addrs: &[SocketAddr]) -> WeightedBackend {
+    mk_weighted(1, Backend::endpoints(name, addrs.to_vec()))
+}
+
+/// A backend with the given weight.
+pub fn mk_weighted(weight: u32, backend: Backend) -> WeightedBackend {
+    WeightedBackend { weight, backend }
+}
+
+/// An unresolvable backend.
+pub fn mk_invalid(name: &str, weight: u32) -> WeightedBackend {
+    mk_weighted(weight, Backend::Invalid { name: name.into(), reason: "BackendNotFound".into() })
+}
+
+/// A route rule.
+pub fn mk_route(name: &str, backends: Vec<WeightedBackend>) -> Arc<Route> {
+    let id = RouteId { namespace: "default".into(), name: name.into(), rule: 0 };
+    Arc::new(Route::new(id, backends))
+}
+
+/// A passthrough listener with routes by hostname (`None` = any name the listener allows).
+pub fn mk_listener(
+    hostname: Option<&str>,
+    routes: Vec<(Option<&str>, Arc<Route>)>,
+) -> Arc<ListenerTable> {
+    let mut idx = HostIndex::new();
+    for (h, r) in routes {
+        assert!(idx.insert_first(h.map(HostPattern::parse).as_ref(), r), "duplicate route host");
+    }
+    Arc::new(ListenerTable {
+        id: ListenerId {
+            namespace: "default".into(),
+            gateway: "gw".into(),
+            listener: hostname.unwrap_or("any").into(),
+        },
+        hostname: hostname.map(HostPattern::parse),
+        mode: ListenerMode::Passthrough,
+        routes: idx,
+    })
+}
+
+/// A socket on `addr` with the given listeners.
+pub fn mk_socket(addr: &str, listeners: Vec<Arc<ListenerTable>>) -> SocketTable {
+    let mut idx = HostIndex::new();
+    for l in listeners {
+        let h = l.hostname.clone();
+        assert!(idx.insert_first(h.as_ref(), l), "duplicate listener host");
+    }
+    SocketTable { addr: addr.parse().expect("socket address"), listeners: idx }
+}
+
+/// A table with one socket on an ephemeral loopback port and one listener without hostname.
+pub fn mk_table(routes: Vec<(Option<&str>, Arc<Route>)>) -> Arc<RoutingTable> {
+    Arc::new(RoutingTable {
+        sockets: vec![mk_socket("127.0.0.1:0", vec![mk_listener(None, routes)])],
+    })
+}
+
+// === ClientHello bytes ===
+
+/// A minimal valid ClientHello handshake message (type 1, TLS 1.2 legacy version, one cipher
+/// suite, null compression), with a server_name extension when `sni` is given and a padding
+/// extension of `padding` bytes.
+pub fn hello_message(sni: Option<&str>, padding: usize) -> Vec<u8> {
+    let mut ext = Vec::new();
+    if let Some(name) = sni {
+        let name = name.as_bytes();
+        let entry_len = 3 + name.len();
+        ext.extend_from_slice(&0u16.to_be_bytes()); // server_name
+        ext.extend_from_slice(&u16::try_from(entry_len + 2).unwrap().to_be_bytes());
+        ext.extend_from_slice(&u16::try_from(entry_len).unwrap().to_be_bytes());
+        ext.push(0); // host_name
+        ext.extend_from_slice(&u16::try_from(name.len()).unwrap().to_be_bytes());
+        ext.extend_from_slice(name);
+    }
+    if padding > 0 {
+        ext.extend_from_slice(&21u16.to_be_bytes()); // padding (RFC 7685)
+        ext.extend_from_slice(&u16::try_from(padding).unwrap().to_be_bytes());
+        ext.resize(ext.len() + padding, 0);
+    }
+    let mut body = Vec::new();
+    body.extend_from_slice(&[0x03, 0x03]);
+    body.extend((0..32u8).map(|i| i.wrapping_mul(37)));
+    body.push(0); // empty legacy_session_id
+    body.extend_from_slice(&[0x00, 0x02, 0x13, 0x01]); // TLS_AES_128_GCM_SHA256
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    body.extend_from_slice(&u16::try_from(ext.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&ext);
+
+    let mut msg = vec![1u8];
+    let len = u32::try_from(body.len()).unwrap().to_be_bytes();
+    msg.extend_from_slice(&len[1..]);
+    msg.extend_from_slice(&body);
+    msg
+}
+
+/// `message` in TLS handshake records of at most `fragment` bytes each.
+pub fn records(message: &[u8], fragment: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in message.chunks(fragment) {
+        out.extend_from_slice(&[0x16, 0x03, 0x01]);
+        out.extend_from_slice(&u16::try_from(chunk.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// A ClientHello for `sni` in one record.
+pub fn hello(sni: &str) -> Vec<u8> {
+    let m = hello_message(Some(sni), 0);
+    records(&m, m.len())
+}
+
+// === backends ===
+
+/// A TCP backend that writes `NAME\n` on accept, then echoes everything back and, at end of
+/// stream, shuts down its write half.
+pub async fn echo_backend(name: &str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let addr = listener.local_addr().expect("backend addr");
+    let name = format!("{name}\n");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let name = name.clone();
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                if w.write_all(name.as_bytes()).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// An address where nothing listens (connect is refused).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    addr
+}
+
+// === the proxy ===
+
+/// A running proxy.
+pub struct Running {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// The table handle.
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    /// Fires the shutdown future.
+    pub shutdown: Option<oneshot::Sender<()>>,
+    /// `run`'s task.
+    pub task: JoinHandle<Result<(), ProxyError>>,
+}
+
+impl Running {
+    /// Triggers shutdown.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Binds and runs a proxy for `table` with `config`, draining for `drain` on shutdown.
+pub async fn start_with(table: Arc<RoutingTable>, config: ProxyConfig, drain: Duration) -> Running {
+    let proxy = Proxy::bind(table, config).await.expect("bind proxy");
+    let addrs = proxy.local_addrs();
+    let addr = addrs[0].1;
+    let handle = proxy.table();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(proxy.run(
+        async move {
+            let _ = rx.await;
+        },
+        drain,
+    ));
+    Running { addr, table: handle, shutdown: Some(tx), task }
+}
+
+/// Binds and runs a proxy with the default configuration.
+pub async fn start(table: Arc<RoutingTable>) -> Running {
+    start_with(table, ProxyConfig::default(), Duration::from_secs(5)).await
+}
+
+// === clients ===
+
+/// Connects to the proxy with TCP_NODELAY.
+pub async fn connect(addr: SocketAddr) -> TcpStream {
+    let s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+/// Reads one `\n`-terminated line (at most 256 bytes).
+pub async fn read_line(s: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(WAIT, async {
+        while line.len() < 256 {
+            let n = s.read(&mut byte).await.expect("read line");
+            assert_eq!(n, 1, "end of stream after {:?}", String::from_utf8_lossy(&line));
+            if byte[0] == b'\n' {
+                break;
+            }
+            line.push(byte[0]);
+        }
+    })
+    .await
+    .expect("line in time");
+    String::from_utf8(line).expect("utf-8 line")
+}
+
+/// Reads exactly `n` bytes.
+pub async fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(WAIT, s.read_exact(&mut buf))
+        .await
+        .expect("read in time")
+        .expect("read_exact");
+    buf
+}
+
+/// Sends `hello` for `sni` and returns the name of the backend that answered, checking that the
+/// backend received the hello byte for byte.
+pub async fn which_backend(addr: SocketAddr, sni: &str) -> String {
+    let mut s = connect(addr).await;
+    let h = hello(sni);
+    s.write_all(&h).await.expect("write hello");
+    let name = read_line(&mut s).await;
+    assert_eq!(read_exact(&mut s, h.len()).await, h, "backend received the hello unchanged");
+    name
+}
+
+/// Asserts that the proxy closes `s` (end of stream or reset) without writing a byte.
+pub async fn assert_closed_silently(s: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(WAIT, s.read(&mut buf)).await.expect("closed in time");
+    match r {
+        Ok(0) => {}
+        Ok(n) => panic!("proxy wrote {n} bytes: {:?}", &buf[..n]),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ),
+            "unexpected error {e}"
+        ),
+    }
+}
