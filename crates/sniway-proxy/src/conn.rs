@@ -46,9 +46,12 @@ pub(crate) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
         }
     };
     let Connected { stream: backend_stream, addr, backend } = backend;
+    // Only the bytes are kept for the relay; the parsed hello is not needed any more.
+    let Detected { hello, buffered } = detected;
+    drop(hello);
     tracing::debug!(%backend, endpoint = %addr, "connected");
 
-    let (t, result) = relay::relay(&stream, &backend_stream, detected.buffered).await;
+    let (t, result) = relay::relay(&stream, &backend_stream, buffered).await;
     let Transferred { client_to_backend: up, backend_to_client: down } = t;
     match result {
         Ok(()) => tracing::debug!(%backend, up, down, "closed"),
@@ -89,7 +92,6 @@ fn find_route(
     match socket.lookup(sni) {
         Lookup::Route { listener, route } => match listener.mode {
             ListenerMode::Passthrough => Ok(Arc::clone(route)),
-            #[allow(unreachable_patterns)]
             _ => Err(ConnError::UnsupportedMode { listener: listener.id.to_string() }),
         },
         Lookup::NoRoute { listener } => {

@@ -199,3 +199,26 @@ impl ConnError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_problems_blame_the_client_and_routing_gaps_the_config() {
+        assert_eq!(ConnError::BadHello(sniway_wire::HelloError::NotTls).side(), Side::Client);
+        assert_eq!(ConnError::NoSni.side(), Side::Client);
+        assert_eq!(
+            ConnError::NoRoute { listener: "l".into(), sni: "s".into() }.side(),
+            Side::Config
+        );
+        assert_eq!(
+            ConnError::InvalidBackend { backend: "b".into(), reason: "r".into() }.side(),
+            Side::Config
+        );
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let e = ConnError::Connect { addr: "127.0.0.1:1".parse().unwrap(), source: refused };
+        assert_eq!((e.side(), e.reason()), (Side::Backend, "connect"));
+        assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+    }
+}

@@ -141,16 +141,18 @@ impl Proxy {
 
         // Every permit back means every connection task has ended.
         let all = u32::try_from(max).unwrap_or(u32::MAX);
-        match tokio::time::timeout(drain, permits.acquire_many(all)).await {
-            Ok(_) => tracing::info!("drained"),
-            Err(_elapsed) => {
-                let cut = max - permits.available_permits();
-                tracing::warn!(cut, ?drain, "drain deadline passed; cutting connections");
-                cut_tx.send_replace(true);
-                // Cut tasks end at their next poll; wait briefly so their sockets are closed
-                // before returning.
-                let _ = tokio::time::timeout(CUT_GRACE, permits.acquire_many(all)).await;
-            }
+        // (A waiting `acquire_many` holds the permits it has gathered so far; `is_ok()` drops it,
+        // returning them, before the cut connections are counted.)
+        let drained = tokio::time::timeout(drain, permits.acquire_many(all)).await.is_ok();
+        if drained {
+            tracing::info!("drained");
+        } else {
+            let cut = max - permits.available_permits();
+            tracing::warn!(cut, ?drain, "drain deadline passed; cutting connections");
+            cut_tx.send_replace(true);
+            // Cut tasks end at their next poll; wait briefly so their sockets are closed before
+            // returning.
+            let _ = tokio::time::timeout(CUT_GRACE, permits.acquire_many(all)).await;
         }
         Ok(())
     }

@@ -3,8 +3,9 @@
 //!
 //! # Half-close
 //!
-//! TCP lets each side end its sending half on its own (RFC 9293 §3.6: "a TCP connection can be
-//! half-closed"). When one side's read returns end of stream, the relay shuts down the write half
+//! TCP closes each direction on its own (RFC 9293 §3.6: CLOSE is "an operation meaning 'I have
+//! no more data to send'"; the side that closed may go on receiving until the other side has
+//! closed too). When one side's read returns end of stream, the relay shuts down the write half
 //! towards the other side (a FIN, after every byte read before it) and keeps copying the other
 //! direction until that one ends too. The relay is done when both directions have ended.
 //!

@@ -205,3 +205,62 @@ async fn a_failed_endpoint_is_skipped_for_the_next_one_of_the_same_backend() {
         assert_eq!(which_backend(p.addr, "a.example.com").await, "live");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_backend_is_resolved_when_connecting() {
+    let a = echo_backend("by-name").await;
+    let dns = |host: &str| {
+        mk_weighted(
+            1,
+            sniway_model::Backend::Dns {
+                name: format!("{host}:{}", a.port()),
+                host: host.into(),
+                port: a.port(),
+            },
+        )
+    };
+    let table = mk_table(vec![
+        (Some("ok.example.com"), mk_route("ok", vec![dns("localhost")])),
+        (Some("nx.example.com"), mk_route("nx", vec![dns("nonexistent.invalid")])),
+    ]);
+    let config = ProxyConfig { connect_timeout: Duration::from_secs(2), ..Default::default() };
+    let p = start_with(table, config, Duration::from_secs(1)).await;
+    assert_eq!(which_backend(p.addr, "ok.example.com").await, "by-name");
+    let mut s = connect(p.addr).await;
+    s.write_all(&hello("nx.example.com")).await.expect("write");
+    assert_closed_silently(&mut s).await;
+}
+
+/// The ClientHellos captured from real clients, kept as fixtures by `sniway-wire`: those sent to
+/// `capture.example.com` route; the one without SNI and the one with an IP literal are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_client_hellos_route_by_their_sni() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sniway-wire/tests/data");
+    let a = echo_backend("capture").await;
+    let table = mk_table(vec![(
+        Some("capture.example.com"),
+        mk_route("r", vec![mk_endpoints("capture", &[a])]),
+    )]);
+    let p = start(table).await;
+    let mut routed = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).expect("read fixture");
+        let mut s = connect(p.addr).await;
+        s.write_all(&bytes).await.expect("write");
+        if name.contains("sni-capture.example.com") {
+            assert_eq!(read_line(&mut s).await, "capture", "{name}");
+            assert_eq!(read_exact(&mut s, bytes.len()).await, bytes, "{name} replayed");
+            routed += 1;
+        } else if name.contains("no-sni") || name.contains("ip-literal") {
+            assert_closed_silently(&mut s).await;
+        }
+    }
+    assert!(routed >= 3, "expected captured hellos in {}", dir.display());
+}
