@@ -6,8 +6,10 @@
 //! make hellos of 1.5 KiB and more common. So this module reads until the parser in
 //! `sniway-wire` says the hello is complete or invalid, with three bounds:
 //!
-//! - size: the buffer grows by doubling from [`INITIAL_BUFFER`] up to [`BUFFER_LIMIT`]
-//!   ([`sniway_wire::MAX_HELLO_LEN`] plus room for record headers);
+//! - size: the buffer grows by doubling from [`INITIAL_BUFFER`] up to [`BUFFER_LIMIT`]. The
+//!   parser's own cap, [`sniway_wire::MAX_HELLO_LEN`], already counts the record headers and it
+//!   reaches a verdict once that many bytes are buffered; the margin above it only holds bytes
+//!   that arrive in the same reads, so the limit here is a backstop;
 //! - time: one deadline for the whole hello, not per read, so a trickling client cannot extend it;
 //! - EOF: the client closing before the hello is complete ends the connection.
 //!
@@ -25,9 +27,8 @@ use crate::error::ConnError;
 /// First buffer size: enough for most hellos, including ones with a post-quantum key share.
 pub const INITIAL_BUFFER: usize = 4 * 1024;
 
-/// Largest buffer the detection phase may hold: the parser's hello cap plus record framing (a
-/// 5-byte header per record, generously allowing for hellos fragmented into many records) and
-/// bytes the client may send right after the hello.
+/// Largest buffer the detection phase may hold: the parser's cap (records and their headers)
+/// plus room for bytes read together with the end of the hello.
 pub const BUFFER_LIMIT: usize = sniway_wire::MAX_HELLO_LEN + 16 * 1024;
 
 /// What the client sent first: its parsed hello and every byte read so far.
@@ -52,6 +53,9 @@ pub async fn read_hello(io: &mut TcpStream, timeout: Duration) -> Result<Detecte
 }
 
 async fn read_hello_unbounded(io: &mut TcpStream) -> Result<Detected, ConnError> {
+    // No buffer until the client has sent something: a connection that is opened and left silent
+    // costs no userspace memory until its deadline.
+    io.readable().await.map_err(ConnError::HelloRead)?;
     let mut buf = vec![0u8; INITIAL_BUFFER];
     let mut filled = 0;
     loop {

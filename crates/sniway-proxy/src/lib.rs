@@ -15,6 +15,18 @@
 //! read through an atomic pointer, and an idle connection holds no buffer beyond what the kernel
 //! holds").
 //!
+//! Connection lifecycle:
+//!
+//! 1. Accept, holding one of `max_connections` permits (beyond it, clients wait in the backlog).
+//! 2. Detect: read until the ClientHello is complete, invalid, or `hello_timeout` passes.
+//! 3. Look up the SNI in the table loaded at accept: listener, then route; no fall-through.
+//! 4. Choose a backend by weight and an endpoint round-robin; connect under `connect_timeout`.
+//! 5. Replay every byte read so far, then relay both ways until both directions have ended.
+//!
+//! Any failure before step 5 closes the client socket without writing a byte. On shutdown the
+//! listening sockets close first, then live connections get up to the drain period, then the rest
+//! are cut and counted in the log.
+//!
 //! Known limits, left to later issues: Terminate and Mixed listener modes, health checks and
 //! failover across backends, PROXY protocol, metrics (errors carry a stable
 //! [`ConnError::reason`] for them), splice.
