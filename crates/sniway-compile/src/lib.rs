@@ -1,1 +1,45 @@
-//! placeholder
+//! Gateway API manifests to a routing table and statuses.
+//!
+//! ```text
+//! YAML/JSON sources ──load──> Resources ──compile──> Compiled { RoutingTable, statuses, warnings }
+//!   (strict: errors name      (snapshot)   (pure)
+//!    file, object, path)
+//! ```
+//!
+//! [`load`] reads what `kubectl apply -f` would send and rejects what the API server would
+//! reject (Gateway API v1.6.1 CRD schemas and CEL rules). [`compile`] applies the Gateway API
+//! rules for TLS listeners and TLSRoutes and computes every status condition; it does no I/O and
+//! reads no clock. Neither knows about sockets: `sniway-proxy` serves the table.
+//!
+//! Extensions beyond the Gateway API, each announced by a warning when used:
+//! - a backendRef whose name contains a dot and matches no Service is an external `host:port`
+//!   (Service names cannot contain dots, so no Service is shadowed);
+//! - v1alpha2 `rules[].matches[].snis` routes those SNIs to that rule's backends (an API server
+//!   would drop the field).
+//!
+//! File-mode choices: every Gateway is served whatever its class unless a class is given;
+//! Gateways sharing an (address, port) share a socket, and when two claim one hostname there the
+//! older keeps it (the other listener gets `PortUnavailable`).
+#![warn(missing_docs)]
+
+pub mod api;
+mod backend;
+mod compile;
+mod dump;
+mod gateway;
+mod load;
+mod reference_grant;
+pub mod resources;
+mod route;
+pub mod status;
+mod validate;
+
+pub use backend::SERVICE_NAME_LABEL;
+pub use compile::{CompileOptions, Compiled, compile};
+pub use dump::table_summary;
+pub use load::{Diagnostic, LoadError, LoadOptions, Loaded, Source, load};
+pub use resources::Resources;
+pub use status::conditions::CONTROLLER_NAME;
+
+/// The Gateway API group.
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";

@@ -1,0 +1,383 @@
+//! `compile`: the snapshot to a routing table and statuses, in ordered phases. Pure: no I/O,
+//! no clock (the caller passes `now`), no async.
+//!
+//! 1. Gateways: pick those sniway serves, classify listeners, find conflicts (`gateway.rs`).
+//! 2. Sockets: place accepted listeners on (address, port), oldest Gateway first.
+//! 3. Routes: resolve backends (`backend.rs`), attach each parentRef (`route.rs`), count
+//!    attached routes.
+//! 4. Table: per socket, listeners in precedence order; per listener, routes in precedence
+//!    order (`HostIndex::insert_first`: the first insert of a hostname wins).
+//! 5. Status: Gateway and route conditions (`status/`).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use serde_json::Value;
+use sniway_model::{
+    HostIndex, HostPattern, ListenerId, ListenerMode, ListenerTable, Route, RouteId, RoutingTable,
+    SocketTable,
+};
+
+use crate::GATEWAY_GROUP;
+use crate::backend::Backends;
+use crate::gateway::{self, GatewayState, Served};
+use crate::resources::{Meta, Object, Resources, TlsRoute};
+use crate::route;
+use crate::status::conditions::{CONTROLLER_NAME, Cond, reasons, types};
+use crate::status::{
+    GatewayStatus, GatewayStatusAddress, ListenerStatus, ObjectStatus, ParentRefStatus,
+    RouteGroupKind, RouteParentStatus, RouteStatus,
+};
+
+/// How to compile.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// Address for Gateways without `spec.addresses` of type IPAddress (`0.0.0.0` = all
+    /// interfaces).
+    pub default_bind: IpAddr,
+    /// Serve only Gateways of this class; `None` serves every Gateway in the input.
+    pub gateway_class: Option<String>,
+    /// RFC 3339 time stamped as every condition's `lastTransitionTime`.
+    pub now: String,
+}
+
+/// The result of a compile.
+#[derive(Debug)]
+pub struct Compiled {
+    /// What the data plane serves.
+    pub table: RoutingTable,
+    /// Notes for the user: shadowed hostnames, missing endpoints, foreign parents, extensions.
+    pub warnings: Vec<String>,
+    /// Every Gateway, sorted by `namespace/name`; `status` is `None` for Gateways not served
+    /// (another `gateway_class`).
+    pub gateways: Vec<ObjectStatus<GatewayStatus>>,
+    /// Every TLSRoute, sorted by `namespace/name`.
+    pub routes: Vec<ObjectStatus<RouteStatus>>,
+}
+
+impl Compiled {
+    /// A `v1` `List` of every Gateway and TLSRoute (input order: Gateways then TLSRoutes, each
+    /// sorted by namespace/name), each object echoed as given (apiVersion, kind, metadata with
+    /// namespace filled in, spec) plus `.status`, as `kubectl get -o yaml` would show it.
+    pub fn status_list(&self) -> Value {
+        let items: Vec<Value> = self
+            .gateways
+            .iter()
+            .map(ObjectStatus::to_value)
+            .chain(self.routes.iter().map(ObjectStatus::to_value))
+            .collect();
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "metadata": { "resourceVersion": "" },
+            "items": items,
+        })
+    }
+}
+
+/// Oldest first: `creationTimestamp` (absent = as old as any other absent one), then
+/// `namespace/name` (Gateway API conflict resolution, e.g. `HTTPRoute` rule precedence).
+fn age(a: &Meta, b: &Meta) -> Ordering {
+    (&a.creation_timestamp, &a.namespace, &a.name).cmp(&(
+        &b.creation_timestamp,
+        &b.namespace,
+        &b.name,
+    ))
+}
+
+/// Labels of a namespace: its Namespace object's labels, plus `kubernetes.io/metadata.name`,
+/// which the API server always sets. A namespace without an object has only that label.
+fn namespace_labels(res: &Resources, ns: &str) -> BTreeMap<String, String> {
+    let mut labels = res
+        .namespaces
+        .iter()
+        .find(|n| n.meta.name == ns)
+        .map(|n| n.meta.labels.clone())
+        .unwrap_or_default();
+    labels.insert("kubernetes.io/metadata.name".into(), ns.into());
+    labels
+}
+
+/// One route entry waiting to be inserted into a listener's index.
+struct Pending<'r> {
+    meta: &'r Meta,
+    rule: usize,
+    host: Option<HostPattern>,
+    route: Arc<Route>,
+}
+
+/// Compiles a snapshot into a routing table and statuses.
+pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
+    let mut warnings = Vec::new();
+
+    // 1. Gateways, sorted by namespace/name for status output.
+    let mut all_gateways: Vec<&Object<crate::api::GatewaySpec>> = res.gateways.iter().collect();
+    all_gateways
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    let serves = |g: &Object<crate::api::GatewaySpec>| {
+        opts.gateway_class.as_ref().is_none_or(|c| *c == g.spec.gateway_class_name)
+    };
+    let mut states: Vec<GatewayState<'_>> = all_gateways
+        .iter()
+        .filter(|g| serves(g))
+        .map(|g| GatewayState::new(g, opts.default_bind))
+        .collect();
+    let by_key: BTreeMap<(&str, &str), usize> = states
+        .iter()
+        .enumerate()
+        .map(|(i, g)| ((g.obj.meta.namespace.as_str(), g.obj.meta.name.as_str()), i))
+        .collect();
+
+    // 2. Sockets, oldest Gateway first.
+    let mut order: Vec<usize> = (0..states.len()).collect();
+    order.sort_by(|&a, &b| age(&states[a].obj.meta, &states[b].obj.meta));
+    gateway::assign_sockets(&mut states, &order);
+
+    // 3. Routes.
+    let backends = Backends::new(res);
+    let mut routes: Vec<&Object<TlsRoute>> = res.tls_routes.iter().collect();
+    routes
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    let mut pending: BTreeMap<(usize, usize), Vec<Pending<'_>>> = BTreeMap::new();
+    let mut route_statuses = Vec::new();
+    for r in &routes {
+        let here = format!("{}: TLSRoute {}", r.source, r.meta.key());
+        let mut problems: Vec<(&'static str, String)> = Vec::new();
+        let rules: Vec<Arc<Route>> = r
+            .spec
+            .spec
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(ri, rule)| {
+                let backends = rule
+                    .backend_refs
+                    .iter()
+                    .map(|b| {
+                        let resolved = backends.resolve(&r.meta.namespace, b);
+                        warnings
+                            .extend(resolved.warnings.into_iter().map(|w| format!("{here}: {w}")));
+                        problems.extend(resolved.problem);
+                        resolved.backend
+                    })
+                    .collect();
+                let id = RouteId {
+                    namespace: r.meta.namespace.clone(),
+                    name: r.meta.name.clone(),
+                    rule: ri,
+                };
+                Arc::new(Route::new(id, backends))
+            })
+            .collect();
+        // Gateway API `RouteConditionResolvedRefs`: False when any reference is invalid; the
+        // first invalid reference names the reason, the message lists all of them.
+        let resolved = match problems.first() {
+            None => {
+                Cond::yes(types::RESOLVED_REFS, reasons::RESOLVED_REFS, "all references resolved")
+            }
+            Some((reason, _)) => {
+                let msgs: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+                Cond::no(types::RESOLVED_REFS, reason, msgs.join("; "))
+            }
+        };
+
+        let entries = route::entries(&r.spec);
+        let labels = namespace_labels(res, &r.meta.namespace);
+        let mut parents = Vec::new();
+        for (pi, pref) in r.spec.spec.parent_refs.iter().enumerate() {
+            let group = pref.group.clone().unwrap_or_else(|| GATEWAY_GROUP.into());
+            let kind = pref.kind.clone().unwrap_or_else(|| "Gateway".into());
+            let gw_ns = pref.namespace.as_deref().unwrap_or(&r.meta.namespace);
+            if group != GATEWAY_GROUP || kind != "Gateway" {
+                warnings.push(format!(
+                    "{here}: spec.parentRefs[{pi}]: parent kind {kind} ({group}) is not managed by \
+                     sniway; no status written for it"
+                ));
+                continue;
+            }
+            let Some(&g) = by_key.get(&(gw_ns, pref.name.as_str())) else {
+                let why = match res
+                    .gateways
+                    .iter()
+                    .find(|g| g.meta.namespace == gw_ns && g.meta.name == pref.name)
+                {
+                    Some(g) => format!(
+                        "Gateway {gw_ns}/{} has class {:?}, not the served class; no status written for it",
+                        pref.name, g.spec.gateway_class_name
+                    ),
+                    None => format!(
+                        "Gateway {gw_ns}/{} is not in the input; no status written for it",
+                        pref.name
+                    ),
+                };
+                warnings.push(format!("{here}: spec.parentRefs[{pi}]: {why}"));
+                continue;
+            };
+            let att = route::attach(r, pref, &states[g], &entries, &labels);
+            for (li, hits) in att.listeners {
+                let l = &mut states[g].listeners[li];
+                l.attached.insert(r.meta.key());
+                if l.accepted() {
+                    let slot = pending.entry((g, li)).or_default();
+                    for (rule, host) in hits {
+                        slot.push(Pending {
+                            meta: &r.meta,
+                            rule,
+                            host,
+                            route: rules[rule].clone(),
+                        });
+                    }
+                }
+            }
+            let generation = r.meta.generation;
+            parents.push(RouteParentStatus {
+                parent_ref: ParentRefStatus {
+                    group,
+                    kind,
+                    namespace: pref.namespace.clone(),
+                    name: pref.name.clone(),
+                    section_name: pref.section_name.clone(),
+                    port: pref.port,
+                },
+                controller_name: CONTROLLER_NAME.into(),
+                conditions: vec![
+                    att.accepted.stamp(generation, &opts.now),
+                    resolved.stamp(generation, &opts.now),
+                ],
+            });
+        }
+        route_statuses.push(ObjectStatus {
+            key: r.meta.key(),
+            object: r.raw.clone(),
+            status: Some(RouteStatus { parents }),
+        });
+    }
+
+    // 4. Table.
+    let mut sockets: BTreeMap<SocketAddr, Vec<(usize, usize)>> = BTreeMap::new();
+    for &g in &order {
+        for li in 0..states[g].listeners.len() {
+            let l = &states[g].listeners[li];
+            if l.accepted() && l.served == Served::Passthrough {
+                for sock in states[g].sockets(li) {
+                    sockets.entry(sock).or_default().push((g, li));
+                }
+            }
+        }
+    }
+    let mut table = RoutingTable::default();
+    for (addr, mut members) in sockets {
+        // Listener precedence (Gateway API `Listener.hostname`): exact, then longer wildcard,
+        // then none. Stable sort keeps older Gateways first among equals.
+        members.sort_by(|a, b| {
+            let spec = |(g, li): &(usize, usize)| {
+                states[*g].listeners[*li]
+                    .hostname
+                    .as_ref()
+                    .map_or(sniway_model::Specificity::Any, HostPattern::specificity)
+            };
+            spec(b).cmp(&spec(a))
+        });
+        let mut listeners = HostIndex::new();
+        for (g, li) in members {
+            let gw = &states[g];
+            let l = &gw.listeners[li];
+            let id = ListenerId {
+                namespace: gw.obj.meta.namespace.clone(),
+                gateway: gw.obj.meta.name.clone(),
+                listener: l.spec.name.clone(),
+            };
+            let mut items = pending.remove(&(g, li)).unwrap_or_default();
+            // Route precedence: oldest route first, then namespace/name, then rule order; the
+            // index itself prefers exact over wildcard and longer suffixes at lookup time.
+            items.sort_by(|a, b| age(a.meta, b.meta).then(a.rule.cmp(&b.rule)));
+            let mut routes = HostIndex::new();
+            let mut owner: BTreeMap<Option<HostPattern>, (String, usize)> = BTreeMap::new();
+            for p in items {
+                let who = (p.meta.key(), p.rule);
+                if let Some(first) = owner.get(&p.host) {
+                    if *first != who {
+                        warnings.push(format!(
+                            "TLSRoute {} rule {}: hostname {} on listener {id} is already routed by \
+                             TLSRoute {} rule {}, which takes precedence",
+                            who.0,
+                            who.1,
+                            p.host.as_ref().map_or("(any)".to_string(), ToString::to_string),
+                            first.0,
+                            first.1
+                        ));
+                    }
+                    continue;
+                }
+                owner.insert(p.host.clone(), who);
+                routes.insert_first(p.host.as_ref(), p.route);
+            }
+            let lt = ListenerTable {
+                id,
+                hostname: l.hostname.clone(),
+                mode: ListenerMode::Passthrough,
+                routes,
+            };
+            let host = lt.hostname.clone();
+            listeners.insert_first(host.as_ref(), Arc::new(lt));
+        }
+        table.sockets.push(SocketTable { addr, listeners });
+    }
+
+    // 5. Gateway status.
+    let mut gateway_statuses = Vec::new();
+    let mut next = 0;
+    for g in &all_gateways {
+        if !serves(g) {
+            gateway_statuses.push(ObjectStatus {
+                key: g.meta.key(),
+                object: g.raw.clone(),
+                status: None,
+            });
+            continue;
+        }
+        let st = &states[next];
+        next += 1;
+        let generation = st.obj.meta.generation;
+        let stamp =
+            |c: Vec<Cond>| c.iter().map(|c| c.stamp(generation, &opts.now)).collect::<Vec<_>>();
+        let addresses = if st.programmed() {
+            let uniq: BTreeSet<IpAddr> = st.bind.iter().copied().collect();
+            uniq.into_iter()
+                .map(|ip| GatewayStatusAddress { type_: "IPAddress".into(), value: ip.to_string() })
+                .collect()
+        } else {
+            vec![]
+        };
+        let listeners = st
+            .listeners
+            .iter()
+            .map(|l| ListenerStatus {
+                name: l.spec.name.clone(),
+                supported_kinds: l
+                    .supported_kinds
+                    .iter()
+                    .map(|(group, kind)| RouteGroupKind {
+                        group: group.clone(),
+                        kind: kind.clone(),
+                    })
+                    .collect(),
+                attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
+                conditions: stamp(l.conditions()),
+            })
+            .collect();
+        gateway_statuses.push(ObjectStatus {
+            key: st.key(),
+            object: st.obj.raw.clone(),
+            status: Some(GatewayStatus {
+                addresses,
+                conditions: stamp(st.conditions()),
+                listeners,
+            }),
+        });
+    }
+
+    Compiled { table, warnings, gateways: gateway_statuses, routes: route_statuses }
+}

@@ -1,0 +1,65 @@
+//! A readable summary of a routing table, for `check` output, golden files and `/routes`.
+
+use serde_json::{Value, json};
+use sniway_model::{Backend, RoutingTable};
+
+/// Per socket, listeners (most specific first) with hostname and mode; per listener, routes
+/// (most specific first) with hostname and backends (weight, then endpoints, DNS target or the
+/// reason it is invalid).
+pub fn table_summary(table: &RoutingTable) -> Value {
+    let sockets: Vec<Value> = table
+        .sockets
+        .iter()
+        .map(|s| {
+            let listeners: Vec<Value> = s
+                .listeners
+                .entries()
+                .into_iter()
+                .map(|(host, l)| {
+                    let routes: Vec<Value> = l
+                        .routes
+                        .entries()
+                        .into_iter()
+                        .map(|(host, r)| {
+                            let backends: Vec<Value> = r
+                                .backends
+                                .iter()
+                                .map(|b| {
+                                    let mut v =
+                                        json!({ "name": b.backend.name(), "weight": b.weight });
+                                    match &b.backend {
+                                        Backend::Endpoints { addrs, .. } => {
+                                            let a: Vec<String> =
+                                                addrs.iter().map(ToString::to_string).collect();
+                                            v["endpoints"] = json!(a);
+                                        }
+                                        Backend::Dns { host, port, .. } => {
+                                            v["dns"] = json!(format!("{host}:{port}"));
+                                        }
+                                        Backend::Invalid { reason, .. } => {
+                                            v["invalid"] = json!(reason);
+                                        }
+                                    }
+                                    v
+                                })
+                                .collect();
+                            json!({
+                                "hostname": host.map_or("*".to_string(), |h| h.to_string()),
+                                "route": r.id.to_string(),
+                                "backends": backends,
+                            })
+                        })
+                        .collect();
+                    json!({
+                        "hostname": host.map_or("*".to_string(), |h| h.to_string()),
+                        "listener": l.id.to_string(),
+                        "mode": format!("{:?}", l.mode),
+                        "routes": routes,
+                    })
+                })
+                .collect();
+            json!({ "address": s.addr.to_string(), "listeners": listeners })
+        })
+        .collect();
+    Value::Array(sockets)
+}

@@ -1,0 +1,437 @@
+//! Gateways and their listeners: what each listener is, whether it can be served, conflicts
+//! within a Gateway and between Gateways sharing a socket, and the resulting conditions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use sniway_model::HostPattern;
+
+use crate::GATEWAY_GROUP;
+use crate::api::{GatewaySpec, LabelSelector, Listener};
+use crate::resources::Object;
+use crate::status::conditions::{Cond, reasons, types};
+
+/// The kind every TLS listener carries in `supportedKinds`.
+pub(crate) const TLS_ROUTE: &str = "TLSRoute";
+
+/// How a listener would be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// `protocol: TLS`, `tls.mode: Passthrough`: served.
+    Passthrough,
+    /// `protocol: TLS`, `tls.mode: Terminate`: not served yet. Turning it on means giving it
+    /// `TLSRoute` in [`Served::route_kinds`], accepting it in [`ListenerState::accepted`] and
+    /// resolving `certificateRefs` into `ResolvedRefs`.
+    Terminate,
+    /// HTTP, HTTPS, TCP, UDP or a custom protocol: never served by sniway.
+    Unsupported,
+}
+
+impl Served {
+    /// Route kinds the listener's protocol supports (Gateway API: "When unspecified or empty,
+    /// the kinds of Routes selected are determined using the Listener protocol").
+    fn route_kinds(self) -> &'static [&'static str] {
+        match self {
+            Served::Passthrough => &[TLS_ROUTE],
+            Served::Terminate | Served::Unsupported => &[],
+        }
+    }
+}
+
+/// One listener and what compile learned about it.
+#[derive(Debug)]
+pub(crate) struct ListenerState<'r> {
+    pub spec: &'r Listener,
+    pub hostname: Option<HostPattern>,
+    pub served: Served,
+    /// `supportedKinds`: `(group, kind)`.
+    pub supported_kinds: Vec<(String, String)>,
+    /// Kinds named in `allowedRoutes.kinds` that are not supported.
+    pub invalid_kinds: Vec<String>,
+    /// `Conflicted=True` reason and message.
+    pub conflict: Option<(&'static str, String)>,
+    /// `Accepted=False/PortUnavailable` message.
+    pub port_unavailable: Option<String>,
+    /// Routes attached (`namespace/name`), for `attachedRoutes`.
+    pub attached: BTreeSet<String>,
+}
+
+impl ListenerState<'_> {
+    /// Accepted and servable on its socket.
+    pub(crate) fn accepted(&self) -> bool {
+        self.served == Served::Passthrough
+            && self.conflict.is_none()
+            && self.port_unavailable.is_none()
+    }
+
+    /// Valid in the sense of the Gateway's `ListenersNotValid`: accepted and able to take routes.
+    pub(crate) fn valid(&self) -> bool {
+        self.accepted() && !self.supported_kinds.is_empty()
+    }
+
+    /// Whether `supportedKinds` holds TLSRoute.
+    pub(crate) fn supports_tls_route(&self) -> bool {
+        self.supported_kinds.iter().any(|(g, k)| g == GATEWAY_GROUP && k == TLS_ROUTE)
+    }
+
+    /// `allowedRoutes.namespaces` (default `Same`) for a route in `route_ns`, given the labels of
+    /// that namespace.
+    pub(crate) fn allows_namespace(
+        &self,
+        gateway_ns: &str,
+        route_ns: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        let ns = self.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.as_ref());
+        match ns.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
+            "All" => true,
+            "Selector" => ns.and_then(|n| n.selector.as_ref()).is_some_and(|s| selects(s, labels)),
+            _ => gateway_ns == route_ns,
+        }
+    }
+
+    /// Listener conditions, Gateway API `ListenerConditionType` (digest section 5).
+    pub(crate) fn conditions(&self) -> Vec<Cond> {
+        let name = &self.spec.name;
+        let accepted = if self.served == Served::Unsupported {
+            Cond::no(
+                types::ACCEPTED,
+                reasons::UNSUPPORTED_PROTOCOL,
+                format!(
+                    "protocol {} is not supported: sniway serves TLS listeners in Passthrough mode",
+                    self.spec.protocol
+                ),
+            )
+        } else if let Some((reason, msg)) = &self.conflict {
+            Cond::no(types::ACCEPTED, reason, msg.clone())
+        } else if self.served == Served::Terminate {
+            Cond::no(
+                types::ACCEPTED,
+                reasons::UNSUPPORTED_VALUE,
+                "tls.mode Terminate is not supported; sniway serves TLS listeners in Passthrough mode",
+            )
+        } else if let Some(msg) = &self.port_unavailable {
+            Cond::no(types::ACCEPTED, reasons::PORT_UNAVAILABLE, msg.clone())
+        } else {
+            Cond::yes(types::ACCEPTED, reasons::ACCEPTED, format!("listener {name} is accepted"))
+        };
+        let programmed = if self.valid() {
+            Cond::yes(types::PROGRAMMED, reasons::PROGRAMMED, format!("listener {name} is served"))
+        } else if self.accepted() {
+            Cond::no(
+                types::PROGRAMMED,
+                reasons::INVALID,
+                "no supported route kinds: nothing to serve",
+            )
+        } else {
+            Cond::no(
+                types::PROGRAMMED,
+                reasons::INVALID,
+                format!("listener {name} is not accepted"),
+            )
+        };
+        let resolved = if self.invalid_kinds.is_empty() {
+            Cond::yes(types::RESOLVED_REFS, reasons::RESOLVED_REFS, "all references resolved")
+        } else {
+            Cond::no(
+                types::RESOLVED_REFS,
+                reasons::INVALID_ROUTE_KINDS,
+                format!(
+                    "unsupported route kinds in allowedRoutes.kinds: {}",
+                    self.invalid_kinds.join(", ")
+                ),
+            )
+        };
+        let conflicted = match &self.conflict {
+            Some((reason, msg)) => Cond::yes(types::CONFLICTED, reason, msg.clone()),
+            None => Cond::no(types::CONFLICTED, reasons::NO_CONFLICTS, "no conflicts"),
+        };
+        vec![accepted, programmed, resolved, conflicted]
+    }
+}
+
+/// Label selector semantics (`metav1.LabelSelector`): every `matchLabels` entry and every
+/// expression must hold; an empty selector selects everything.
+pub(crate) fn selects(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    sel.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        && sel.match_expressions.iter().all(|e| {
+            let v = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => v.is_some_and(|v| e.values.contains(v)),
+                "NotIn" => v.is_none_or(|v| !e.values.contains(v)),
+                "Exists" => v.is_some(),
+                "DoesNotExist" => v.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// One Gateway being compiled.
+#[derive(Debug)]
+pub(crate) struct GatewayState<'r> {
+    pub obj: &'r Object<GatewaySpec>,
+    /// Addresses to bind (its `spec.addresses` of type IPAddress, else the default).
+    pub bind: Vec<IpAddr>,
+    /// An address sniway cannot use (`Accepted=False/UnsupportedAddress`).
+    pub address_problem: Option<String>,
+    pub listeners: Vec<ListenerState<'r>>,
+}
+
+impl<'r> GatewayState<'r> {
+    /// Classifies listeners, computes kinds, and finds conflicts within the Gateway.
+    pub(crate) fn new(obj: &'r Object<GatewaySpec>, default_bind: IpAddr) -> Self {
+        let mut bind = Vec::new();
+        let mut address_problem = None;
+        for a in &obj.spec.addresses {
+            let ty = a.type_.as_deref().unwrap_or("IPAddress");
+            match (ty, a.value.as_deref()) {
+                (_, None) => {}
+                ("IPAddress", Some(v)) => match v.parse::<IpAddr>() {
+                    Ok(ip) => bind.push(ip),
+                    Err(_) => address_problem = Some(format!("{v:?} is not an IP address")),
+                },
+                (ty, Some(v)) => {
+                    address_problem = Some(format!(
+                        "address {v:?} of type {ty} is not supported: sniway binds IPAddress \
+                         addresses only"
+                    ));
+                }
+            }
+        }
+        if bind.is_empty() {
+            bind.push(default_bind);
+        }
+        let listeners = obj.spec.listeners.iter().map(listener_state).collect();
+        let mut gw = GatewayState { obj, bind, address_problem, listeners };
+        gw.find_conflicts();
+        gw
+    }
+
+    /// Gateway API `Listener` godoc on distinctness: listeners on one port must share a
+    /// compatible protocol and differ by hostname. sniway cannot serve different protocols on
+    /// one port (plain HTTP, HTTPS, TCP, and TLS Passthrough mixed with Terminate, which is the
+    /// `TLSRouteModeMixed` feature), so each such listener gets `Conflicted=True` and
+    /// `Accepted=False` with `ProtocolConflict` (conformance
+    /// `TLSRouteListenerMixedTerminationNotSupported`). UDP uses another transport and never
+    /// conflicts with TCP-based protocols.
+    fn find_conflicts(&mut self) {
+        let mut by_port: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            if l.spec.protocol != "UDP" {
+                by_port.entry(l.spec.port).or_default().push(i);
+            }
+        }
+        for (port, idxs) in by_port {
+            let classes: BTreeSet<String> =
+                idxs.iter().map(|&i| class(&self.listeners[i])).collect();
+            if classes.len() > 1 {
+                let list: Vec<&str> = classes.iter().map(String::as_str).collect();
+                let msg = format!(
+                    "port {port} has listeners with incompatible protocols: {}",
+                    list.join(", ")
+                );
+                for &i in &idxs {
+                    let l = &mut self.listeners[i];
+                    l.conflict = Some((reasons::PROTOCOL_CONFLICT, msg.clone()));
+                    l.supported_kinds.clear();
+                    l.invalid_kinds.clear();
+                }
+                continue;
+            }
+            let mut by_host: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+            for &i in &idxs {
+                by_host.entry(self.listeners[i].spec.hostname.clone()).or_default().push(i);
+            }
+            for (host, same) in by_host.into_iter().filter(|(_, v)| v.len() > 1) {
+                let names: Vec<&str> =
+                    same.iter().map(|&i| self.listeners[i].spec.name.as_str()).collect();
+                let msg = format!(
+                    "listeners {} share port {port} and hostname {}",
+                    names.join(", "),
+                    host.as_deref().unwrap_or("(any)")
+                );
+                for &i in &same {
+                    self.listeners[i].conflict = Some((reasons::HOSTNAME_CONFLICT, msg.clone()));
+                }
+            }
+        }
+    }
+
+    /// `namespace/name`.
+    pub(crate) fn key(&self) -> String {
+        self.obj.meta.key()
+    }
+
+    /// Gateway conditions (Gateway API `GatewayConditionType`, digest section 5).
+    pub(crate) fn conditions(&self) -> Vec<Cond> {
+        if let Some(problem) = &self.address_problem {
+            return vec![
+                Cond::no(types::ACCEPTED, reasons::UNSUPPORTED_ADDRESS, problem.clone()),
+                Cond::no(types::PROGRAMMED, reasons::ADDRESS_NOT_USABLE, problem.clone()),
+            ];
+        }
+        let invalid: Vec<&str> =
+            self.listeners.iter().filter(|l| !l.valid()).map(|l| l.spec.name.as_str()).collect();
+        let total = self.listeners.len();
+        let accepted = if invalid.is_empty() {
+            Cond::yes(types::ACCEPTED, reasons::ACCEPTED, "Gateway is accepted")
+        } else if invalid.len() < total {
+            Cond::yes(
+                types::ACCEPTED,
+                reasons::LISTENERS_NOT_VALID,
+                format!(
+                    "{} of {total} listeners are not valid: {}",
+                    invalid.len(),
+                    invalid.join(", ")
+                ),
+            )
+        } else {
+            Cond::no(
+                types::ACCEPTED,
+                reasons::LISTENERS_NOT_VALID,
+                format!("no valid listeners: {}", invalid.join(", ")),
+            )
+        };
+        let programmed = if self.programmed() {
+            let addrs: Vec<String> = self.bind.iter().map(IpAddr::to_string).collect();
+            Cond::yes(
+                types::PROGRAMMED,
+                reasons::PROGRAMMED,
+                format!("serving on {}", addrs.join(", ")),
+            )
+        } else {
+            Cond::no(types::PROGRAMMED, reasons::INVALID, "no listener can be served")
+        };
+        vec![accepted, programmed]
+    }
+
+    /// Whether any listener is served.
+    pub(crate) fn programmed(&self) -> bool {
+        self.address_problem.is_none() && self.listeners.iter().any(ListenerState::valid)
+    }
+
+    /// Sockets each listener binds.
+    pub(crate) fn sockets(&self, listener: usize) -> Vec<SocketAddr> {
+        // Validated by the loader: 1..=65535.
+        let port = u16::try_from(self.listeners[listener].spec.port).unwrap_or(0);
+        self.bind.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
+    }
+}
+
+/// The protocol family a listener speaks on its port, for conflict detection.
+fn class(l: &ListenerState<'_>) -> String {
+    match l.served {
+        Served::Passthrough => "TLS (Passthrough)".into(),
+        Served::Terminate => "TLS (Terminate)".into(),
+        Served::Unsupported => l.spec.protocol.clone(),
+    }
+}
+
+fn listener_state(l: &Listener) -> ListenerState<'_> {
+    let served = match (l.protocol.as_str(), l.tls.as_ref().and_then(|t| t.mode.as_deref())) {
+        ("TLS", Some("Passthrough")) => Served::Passthrough,
+        // The CRD defaults `tls.mode` to Terminate.
+        ("TLS", _) => Served::Terminate,
+        _ => Served::Unsupported,
+    };
+    let protocol_kinds = served.route_kinds();
+    let mut supported_kinds = Vec::new();
+    let mut invalid_kinds = Vec::new();
+    let requested = l.allowed_routes.as_ref().map(|a| a.kinds.as_slice()).unwrap_or(&[]);
+    if requested.is_empty() {
+        supported_kinds =
+            protocol_kinds.iter().map(|k| (GATEWAY_GROUP.to_string(), (*k).to_string())).collect();
+    } else if !protocol_kinds.is_empty() {
+        // Gateway API `ListenerStatus.SupportedKinds`: "If this field is specified, and some of
+        // the specified kinds are invalid, the listener MUST set ResolvedRefs to False with the
+        // InvalidRouteKinds reason" and list only the valid ones.
+        for k in requested {
+            let group = k.group.as_deref().unwrap_or(GATEWAY_GROUP);
+            let pair = (group.to_string(), k.kind.clone());
+            if group == GATEWAY_GROUP && protocol_kinds.contains(&k.kind.as_str()) {
+                if !supported_kinds.contains(&pair) {
+                    supported_kinds.push(pair);
+                }
+            } else {
+                invalid_kinds.push(if group.is_empty() {
+                    k.kind.clone()
+                } else {
+                    format!("{}.{group}", k.kind)
+                });
+            }
+        }
+    }
+    ListenerState {
+        spec: l,
+        hostname: l.hostname.as_deref().map(HostPattern::parse),
+        served,
+        supported_kinds,
+        invalid_kinds,
+        conflict: None,
+        port_unavailable: None,
+        attached: BTreeSet::new(),
+    }
+}
+
+/// Places accepted listeners of every Gateway on sockets, oldest Gateway first
+/// (`creationTimestamp`, then `namespace/name`).
+///
+/// File-mode rule (sniway's choice; the Gateway API leaves merging Gateways to
+/// implementations): Gateways binding the same (address, port) share one socket and their
+/// listeners are told apart by hostname. When two Gateways claim the same hostname there, the
+/// older keeps it and the other listener gets `Accepted=False/PortUnavailable` naming it. The same
+/// holds when a specific address and the unspecified address of its family overlap on one port,
+/// since the kernel cannot bind both.
+pub(crate) fn assign_sockets(gateways: &mut [GatewayState<'_>], order: &[usize]) {
+    // socket -> [(hostname, gateway index, listener name)]
+    let mut taken: BTreeMap<SocketAddr, Vec<(Option<HostPattern>, usize, String)>> =
+        BTreeMap::new();
+    for &g in order {
+        if gateways[g].address_problem.is_some() {
+            continue;
+        }
+        for li in 0..gateways[g].listeners.len() {
+            if !gateways[g].listeners[li].accepted() {
+                continue;
+            }
+            let host = gateways[g].listeners[li].hostname.clone();
+            let mut problem = None;
+            for sock in gateways[g].sockets(li) {
+                for (other, users) in &taken {
+                    let Some((_, og, _)) = users.iter().find(|(_, og, _)| *og != g) else {
+                        continue;
+                    };
+                    let other_key = gateways[*og].key();
+                    if *other == sock {
+                        if let Some((_, og, ol)) =
+                            users.iter().find(|(h, og, _)| *og != g && *h == host)
+                        {
+                            problem = Some(format!(
+                                "{sock} with hostname {} is already served by listener {ol} of \
+                                 Gateway {}, which is older",
+                                host.as_ref().map_or("(any)".to_string(), ToString::to_string),
+                                gateways[*og].key()
+                            ));
+                        }
+                    } else if other.port() == sock.port()
+                        && other.is_ipv4() == sock.is_ipv4()
+                        && (other.ip().is_unspecified() || sock.ip().is_unspecified())
+                    {
+                        problem = Some(format!(
+                            "{sock} overlaps {other}, bound by Gateway {other_key}, which is older"
+                        ));
+                    }
+                }
+            }
+            match problem {
+                Some(msg) => gateways[g].listeners[li].port_unavailable = Some(msg),
+                None => {
+                    let name = gateways[g].listeners[li].spec.name.clone();
+                    for sock in gateways[g].sockets(li) {
+                        taken.entry(sock).or_default().push((host.clone(), g, name.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
