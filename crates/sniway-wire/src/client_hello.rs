@@ -81,6 +81,12 @@ pub enum ServerName {
 ///
 /// The hello may be split over any number of TLS records and `buf` may end anywhere; the result
 /// only depends on the bytes, so feeding growing prefixes of a stream is the way to use it.
+///
+/// Each call walks every record header in `buf`, so its cost is linear in the number of records
+/// (at most `MAX_HELLO_LEN / 6`, for one-byte records). Nothing is copied while the hello is
+/// incomplete; a hello in one record is parsed in place, a fragmented one is copied once. Calling
+/// this once per read is quadratic only for a client that sends many tiny records slowly, which
+/// the cap and the caller's deadline bound.
 pub fn parse_client_hello(buf: &[u8]) -> Result<Option<ClientHello>, HelloError> {
     let Some(handshake) = record::first_handshake_message(buf)? else { return Ok(None) };
     let mut msg = Reader::new(&handshake.message);

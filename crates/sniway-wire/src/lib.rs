@@ -33,6 +33,5 @@ pub use error::HelloError;
 /// A handshake message may be up to 2^24 bytes (RFC 8446 §4), all of it peer-controlled memory
 /// held before we know where the connection goes, so we accept far less. Typical hellos are
 /// 200 to 2000 bytes; post-quantum key shares (X25519MLKEM768 adds 1184 bytes, and a client may
-/// offer several) push them towards 16 KiB, which fits with room to spare even when split over
-/// records as small as 4 bytes.
+/// offer several) push them towards 16 KiB, which fits even when split into two-byte records.
 pub const MAX_HELLO_LEN: usize = 64 * 1024;
