@@ -1,1 +1,8 @@
-//! placeholder
+//! The `sniway` binary's parts: the command line (`run`, `check`, `demo`), reading manifest
+//! files, and the demo's built-in TLS backends (also used by the end-to-end tests).
+
+pub mod check;
+pub mod cli;
+pub mod demo;
+pub mod manifests;
+pub mod run;

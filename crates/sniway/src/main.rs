@@ -1,1 +1,5 @@
-fn main() {}
+//! The `sniway` command: see `sniway --help`.
+
+fn main() -> std::process::ExitCode {
+    sniway::cli::main()
+}

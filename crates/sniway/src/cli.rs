@@ -1,0 +1,159 @@
+//! Command-line interface.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// sniway: a TLS gateway for the Kubernetes Gateway API. It routes TLS connections by SNI to
+/// backends as `Gateway` and `TLSRoute` manifests say, without decrypting them.
+#[derive(Debug, Parser)]
+#[command(name = "sniway", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the Gateways in the given manifests.
+    Run(RunArgs),
+    /// Load and compile manifests, then print every Gateway and TLSRoute with its status.
+    Check(CheckArgs),
+    /// Start built-in TLS backends and a gateway in front of them, and show the routing.
+    Demo(DemoArgs),
+}
+
+/// Where manifests come from, shared by `run` and `check`.
+#[derive(Debug, Args)]
+pub struct Input {
+    /// Manifest file or directory (recursive: *.yaml, *.yml, *.json); `-` reads stdin.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// Namespace for objects that name none, like `kubectl apply -n`.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Serve only Gateways of this GatewayClass (default: every Gateway in the input).
+    #[arg(long, value_name = "NAME")]
+    pub gateway_class: Option<String>,
+    /// Address for listeners of Gateways without `spec.addresses`.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub bind_address: IpAddr,
+}
+
+/// `sniway run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub input: Input,
+    /// Longest wait for a complete ClientHello (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub hello_timeout: Duration,
+    /// Longest wait to connect to a backend.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long live connections may finish before they are cut.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Most connections served at once; further ones wait in the accept queue.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_connections: usize,
+}
+
+/// Output formats of `check`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    /// YAML, as `kubectl get -o yaml`.
+    Yaml,
+    /// JSON, as `kubectl get -o json`.
+    Json,
+}
+
+/// `sniway check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: Input,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "yaml")]
+    pub output: Format,
+}
+
+/// `sniway demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Show the routing, then exit instead of serving until interrupted.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 =
+        num.parse().map_err(|_| format!("`{s}` is not a duration such as 10s or 500ms"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
+}
+
+/// Entry point: parses arguments, runs the command, maps errors to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run(args) => crate::run::run(args),
+        Command::Check(args) => crate::check::check(args),
+        Command::Demo(args) => crate::demo::demo(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SNIWAY_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_common_units() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

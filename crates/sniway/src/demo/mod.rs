@@ -1,0 +1,131 @@
+//! `sniway demo`: two built-in TLS backends on loopback, a gateway in front of them serving the
+//! manifests in `examples/demo/demo.yaml`, a check of each route, then commands to try.
+
+pub mod backend;
+pub mod client;
+pub mod pki;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sniway_compile::{CompileOptions, LoadOptions, Source};
+use sniway_proxy::{Proxy, ProxyConfig};
+
+use crate::cli::DemoArgs;
+
+/// The demo's manifests, shipped in `examples/demo/demo.yaml`.
+pub const DEMO_MANIFESTS: &str = include_str!("../../../../examples/demo/demo.yaml");
+
+const GATEWAY: &str = "127.0.0.1:8443";
+const FOO: &str = "127.0.0.1:9441";
+const BAR: &str = "127.0.0.1:9442";
+
+/// Runs the demo.
+pub fn demo(args: DemoArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(demo_async(args))
+}
+
+async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
+    let pki = pki::Pki::new("sniway demo CA")?;
+    let foo_leaf = pki.leaf(&["foo.example.com", "*.shop.example.com"])?;
+    let bar_leaf = pki.leaf(&["bar.example.com", "*.shop.example.com"])?;
+    let _foo = backend::start("foo", FOO.parse()?, &foo_leaf, backend::Reply::Demo).await?;
+    let _bar = backend::start("bar", BAR.parse()?, &bar_leaf, backend::Reply::Demo).await?;
+
+    let sources = [Source { name: "examples/demo/demo.yaml".into(), text: DEMO_MANIFESTS.into() }];
+    let loaded =
+        sniway_compile::load(&sources, &LoadOptions { default_namespace: "default".into() })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compiled = sniway_compile::compile(
+        &loaded.resources,
+        &CompileOptions {
+            default_bind: "127.0.0.1".parse()?,
+            gateway_class: None,
+            now: crate::manifests::rfc3339_now(),
+        },
+    );
+    crate::run::report_conditions(&compiled.status_list());
+    let proxy = Proxy::bind(Arc::new(compiled.table), ProxyConfig::default())
+        .await
+        .context("starting the gateway (is something else on 127.0.0.1:8443?)")?;
+    let gateway: SocketAddr = GATEWAY.parse()?;
+
+    let dir = std::env::temp_dir().join("sniway-demo");
+    std::fs::create_dir_all(&dir)?;
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, pki.ca_pem())?;
+
+    println!("sniway demo");
+    println!("  backends: foo on {FOO}, bar on {BAR} (TLS, certificates from a demo CA)");
+    println!("  gateway:  {GATEWAY}, TLS passthrough, routes from examples/demo/demo.yaml");
+    println!();
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(proxy.run(
+        async {
+            let _ = shutdown_rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+
+    let config = client::client_config(pki.ca_der())?;
+    let mut ok = true;
+    let checks = [
+        ("foo.example.com", Some("foo")),
+        ("bar.example.com", Some("bar")),
+        ("www.shop.example.com", None),
+        ("cart.shop.example.com", None),
+        ("api.shop.example.com", None),
+        ("unknown.example.com", None),
+    ];
+    println!("Routing, seen by a TLS client that verifies the backend's certificate:");
+    for (sni, expect) in checks {
+        match client::https_get(gateway, sni, config.clone(), Duration::from_secs(5)).await {
+            Ok(answer) => {
+                let cn = answer.certificate_cn.unwrap_or_default();
+                println!("  {sni:<24} -> {:<32} certificate CN={cn}", answer.body);
+                if let Some(want) = expect {
+                    ok &= answer.body.starts_with(want);
+                }
+                ok &= sni != "unknown.example.com";
+            }
+            Err(e) if sni == "unknown.example.com" => {
+                println!("  {sni:<24} -> closed by the gateway, no route ({e:#})");
+            }
+            Err(e) => {
+                ok = false;
+                println!("  {sni:<24} -> FAILED: {e:#}");
+            }
+        }
+    }
+    println!();
+    println!("Try it yourself (the gateway keeps serving until Ctrl-C):");
+    let ca = ca_path.display();
+    println!("  curl --cacert {ca} https://foo.example.com:8443/ \\");
+    println!("       --connect-to foo.example.com:8443:127.0.0.1:8443");
+    println!("  curl --cacert {ca} https://bar.example.com:8443/ \\");
+    println!("       --connect-to bar.example.com:8443:127.0.0.1:8443");
+    println!(
+        "  openssl s_client -connect {GATEWAY} -servername foo.example.com -CAfile {ca}   # then type a line"
+    );
+    println!(
+        "  openssl s_client -connect {GATEWAY} -servername nothing.example.com   # closed, no route"
+    );
+    println!("  sniway check -f examples/demo/demo.yaml      # the status the gateway computed");
+
+    if args.once {
+        let _ = shutdown_tx.send(());
+    } else {
+        crate::run::shutdown_signal().await;
+        let _ = shutdown_tx.send(());
+    }
+    served.await.context("gateway task")??;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,77 @@
+//! The command line as a user runs it: `check`, `demo`, and errors.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn repo_file(rel: &str) -> String {
+    format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn check_prints_a_v1_list_with_the_status_of_every_gateway_and_route() {
+    let out = Command::new(bin())
+        .args(["check", "-o", "json", "-f"])
+        .arg(repo_file("examples/demo"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["apiVersion"], "v1");
+    assert_eq!(list["kind"], "List");
+    let items = list["items"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Gateway", "TLSRoute", "TLSRoute", "TLSRoute"]);
+    let gw = &items[0];
+    let accepted = gw["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Accepted")
+        .unwrap();
+    assert_eq!(accepted["status"], "True");
+    assert_eq!(gw["status"]["listeners"][0]["attachedRoutes"], 3);
+    for route in &items[1..] {
+        assert_eq!(route["status"]["parents"][0]["controllerName"], "sniway.io/gateway-controller");
+    }
+}
+
+#[test]
+fn check_names_the_file_object_and_field_of_an_invalid_manifest() {
+    let dir = TempDir::new("invalid");
+    let file = dir.write(
+        "bad.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata:\n  name: upper\nspec:\n  hostnames: [\"Foo.Example.com\"]\n  rules:\n  - backendRefs:\n    - name: foo\n      port: 443\n",
+    );
+    let out = Command::new(bin()).args(["check", "-f"]).arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml"), "{err}");
+    assert!(err.contains("upper"), "{err}");
+    assert!(err.contains("spec.hostnames[0]"), "{err}");
+}
+
+#[test]
+fn run_without_anything_to_serve_explains_and_fails() {
+    let dir = TempDir::new("empty");
+    let file = dir.write(
+        "http.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: web\nspec:\n  gatewayClassName: x\n  listeners:\n  - name: http\n    protocol: HTTP\n    port: 80\n",
+    );
+    let out = Command::new(bin()).args(["run", "-f"]).arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing to serve"), "{err}");
+    assert!(err.contains("UnsupportedProtocol"), "{err}");
+}
+
+#[test]
+fn demo_shows_each_route_reaching_its_backend() {
+    let out = Command::new(bin()).args(["demo", "--once"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("foo answered foo.example.com"), "{stdout}");
+    assert!(stdout.contains("bar answered bar.example.com"), "{stdout}");
+    assert!(stdout.contains("closed by the gateway"), "{stdout}");
+    assert!(stdout.contains("--connect-to foo.example.com:8443:127.0.0.1:8443"), "{stdout}");
+}

@@ -1,0 +1,163 @@
+//! Real TLS clients through the gateway to real TLS backends, routed by SNI.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use sniway::demo::client::https_get;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::support::*;
+
+async fn two_backends() -> (Tls, Gateway, [sniway::demo::backend::TlsBackend; 2]) {
+    let tls = Tls::new();
+    let foo_backend = tls.backend("foo", &["foo.example.com"], BackendReply::Demo).await;
+    let bar = tls.backend("bar", &["bar.example.com"], BackendReply::Demo).await;
+    let port = free_port();
+    let manifests = [
+        passthrough_gateway("gw", port),
+        route("foo", "gw", &["foo.example.com"], &[("foo", 1)]),
+        route("bar", "gw", &["bar.example.com"], &[("bar", 1)]),
+        service("foo", 443, foo_backend.addr),
+        service("bar", 443, bar.addr),
+    ]
+    .concat();
+    let gw = Gateway::start(&manifests, port, &[]);
+    (tls, gw, [foo_backend, bar])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rustls_client_reaches_the_backend_its_sni_names_and_verifies_its_certificate() {
+    let (tls, gw, _backends) = two_backends().await;
+    for (sni, backend) in
+        [("foo.example.com", "foo"), ("bar.example.com", "bar"), ("FOO.example.com", "foo")]
+    {
+        let answer = https_get(gw.addr, sni, tls.client.clone(), Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{sni}: {e:#}\n{}", gw.log()));
+        assert_eq!(answer.body, format!("{backend} answered {}", sni.to_ascii_lowercase()));
+        assert_eq!(
+            answer.certificate_cn.as_deref(),
+            Some(format!("{backend}.example.com").as_str())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openssl_s_client_verifies_the_backend_chain_and_talks_to_it() {
+    let (tls, gw, _backends) = two_backends().await;
+    let dir = TempDir::new("openssl");
+    let ca = tls.ca_file(&dir);
+    for (sni, backend) in [("foo.example.com", "foo"), ("bar.example.com", "bar")] {
+        let mut child = tokio::process::Command::new("openssl")
+            .args(["s_client", "-connect", &gw.addr.to_string(), "-servername", sni])
+            .args(["-verify_return_error", "-verify_hostname", sni, "-CAfile"])
+            .arg(&ca)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("openssl s_client (install openssl)");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"ping\n").await.unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let want = format!("{backend} ({sni}): ping");
+        let mut seen = String::new();
+        let found = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line == want {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        drop(stdin);
+        // Read the rest (certificate summary, verify result) once the client has closed.
+        let rest = tokio::time::timeout(Duration::from_secs(15), async {
+            let mut rest = String::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                rest.push_str(&line);
+                rest.push('\n');
+            }
+            rest
+        })
+        .await
+        .unwrap_or_default();
+        let _ = child.wait().await;
+        let all = format!("{seen}{rest}");
+        assert!(found, "no `{want}` from openssl:\n{all}\n{}", gw.log());
+        assert!(
+            all.contains(&format!("CN={backend}.example.com"))
+                || all.contains(&format!("CN = {backend}.example.com")),
+            "{all}"
+        );
+        assert!(all.contains("Verify return code: 0 (ok)"), "{all}");
+    }
+}
+
+/// The FSM Gateway passthrough guide, as written but for loopback: a v1alpha2 TLSRoute without
+/// hostnames attached by port, an external backend named by host:port, and
+/// `curl https://httpbin.org/headers --connect-to httpbin.org:443:$GATEWAY_IP:8000`.
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_connect_to_reaches_an_https_backend_through_the_fsm_guide_manifests() {
+    let tls = Tls::new();
+    let httpbin = tls.backend("httpbin", &["httpbin.org"], BackendReply::Demo).await;
+    let port = free_port();
+    let manifests = format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: simple-fsm-gateway
+spec:
+  gatewayClassName: fsm
+  listeners:
+  - protocol: TLS
+    port: {port}
+    name: foo
+    tls:
+      mode: Passthrough
+    allowedRoutes:
+      namespaces:
+        from: Same
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata:
+  name: tcp-route
+spec:
+  parentRefs:
+  - name: simple-fsm-gateway
+    port: {port}
+  rules:
+  - backendRefs:
+    - name: {ip}
+      port: {bport}
+"#,
+        ip = httpbin.addr.ip(),
+        bport = httpbin.addr.port()
+    );
+    let gw = Gateway::start(&manifests, port, &["-n", "httpbin"]);
+    let dir = TempDir::new("curl");
+    let ca = tls.ca_file(&dir);
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "15", "--cacert"])
+        .arg(&ca)
+        .arg("https://httpbin.org/headers")
+        .arg("--connect-to")
+        .arg(format!("httpbin.org:443:127.0.0.1:{port}"))
+        .output()
+        .await
+        .expect("curl (install curl)");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "curl failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    assert_eq!(body.trim_end(), "httpbin answered httpbin.org");
+}

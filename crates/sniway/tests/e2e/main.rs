@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `sniway` binary on loopback, real TLS clients (rustls,
+//! `openssl s_client`, `curl`) and real TLS servers (rustls).
+
+mod bulk;
+mod cli;
+mod clients;
+mod rejects;
+mod support;
+mod weights;

@@ -1,0 +1,266 @@
+//! Shared helpers: run the real `sniway` binary on manifests, pick loopback ports, make real
+//! ClientHello bytes, plain TCP backends.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use sniway::demo::backend::{self, Reply, TlsBackend};
+use sniway::demo::pki::Pki;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sniway")
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sniway-e2e-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `sniway run`; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+    _dir: TempDir,
+}
+
+impl Gateway {
+    /// Writes `manifests` to a file and serves them on 127.0.0.1, waiting until `port` listens.
+    pub fn start(manifests: &str, port: u16, extra: &[&str]) -> Gateway {
+        let dir = TempDir::new("gw");
+        let file = dir.write("manifests.yaml", manifests);
+        let mut child = Command::new(bin())
+            .arg("run")
+            .arg("-f")
+            .arg(&file)
+            .args(["--bind-address", "127.0.0.1"])
+            .args(extra)
+            .env("SNIWAY_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sniway");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if log.lock().unwrap().contains(&format!("local={addr}")) {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("sniway exited with {status}:\n{}", log.lock().unwrap());
+            }
+            assert!(Instant::now() < deadline, "sniway did not listen:\n{}", log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Gateway { child, addr, log, _dir: dir }
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Service and EndpointSlice pointing at one loopback address, as file-mode manifests.
+pub fn service(name: &str, service_port: u16, endpoint: SocketAddr) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+spec:
+  ports:
+  - name: tls
+    port: {service_port}
+    targetPort: {target}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  labels:
+    kubernetes.io/service-name: {name}
+addressType: IPv4
+ports:
+- name: tls
+  port: {target}
+endpoints:
+- addresses: ["{ip}"]
+"#,
+        target = endpoint.port(),
+        ip = endpoint.ip()
+    )
+}
+
+/// A Gateway with one TLS passthrough listener on `port`.
+pub fn passthrough_gateway(name: &str, port: u16) -> String {
+    format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: {name}
+spec:
+  gatewayClassName: sniway
+  listeners:
+  - name: tls
+    protocol: TLS
+    port: {port}
+    tls:
+      mode: Passthrough
+"#
+    )
+}
+
+/// A v1 TLSRoute on `gateway` for `hostnames` with weighted Service backends (name, weight).
+pub fn route(name: &str, gateway: &str, hostnames: &[&str], backends: &[(&str, u32)]) -> String {
+    let hosts: Vec<String> = hostnames.iter().map(|h| format!("\"{h}\"")).collect();
+    let mut refs = String::new();
+    for (b, w) in backends {
+        refs.push_str(&format!("    - name: {b}\n      port: 443\n      weight: {w}\n"));
+    }
+    format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata:
+  name: {name}
+spec:
+  parentRefs:
+  - name: {gateway}
+  hostnames: [{hosts}]
+  rules:
+  - backendRefs:
+{refs}"#,
+        hosts = hosts.join(", ")
+    )
+}
+
+/// The test PKI and its client configuration.
+pub struct Tls {
+    pub pki: Pki,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl Tls {
+    pub fn new() -> Tls {
+        let pki = Pki::new("sniway e2e CA").unwrap();
+        let client = sniway::demo::client::client_config(pki.ca_der()).unwrap();
+        Tls { pki, client }
+    }
+
+    /// A built-in TLS backend named `name` with a certificate for `names`.
+    pub async fn backend(&self, name: &str, names: &[&str], reply: Reply) -> TlsBackend {
+        let leaf = self.pki.leaf(names).unwrap();
+        backend::start(name, "127.0.0.1:0".parse().unwrap(), &leaf, reply).await.unwrap()
+    }
+
+    /// The exact bytes a rustls client sends first for `sni`: its real ClientHello.
+    pub fn client_hello(&self, sni: &str) -> Vec<u8> {
+        let name = ServerName::try_from(sni.to_string()).unwrap();
+        let mut conn = rustls::ClientConnection::new(self.client.clone(), name).unwrap();
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).unwrap();
+        }
+        out
+    }
+
+    /// Writes the CA certificate to `dir` for openssl and curl.
+    pub fn ca_file(&self, dir: &TempDir) -> PathBuf {
+        dir.write("ca.pem", &self.pki.ca_pem())
+    }
+}
+
+/// A plain TCP backend that answers every connection with its name once it has read a few
+/// bytes, then closes; enough to tell which backend a connection reached.
+pub async fn name_backend(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                if s.read(&mut buf).await.unwrap_or(0) > 0 {
+                    let _ = s.write_all(name.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads until EOF (or error) with a deadline; returns what arrived and whether it ended.
+pub async fn read_all_until_closed(
+    s: &mut tokio::net::TcpStream,
+    within: Duration,
+) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    (got, r.is_ok())
+}
+
+pub use backend::Reply as BackendReply;
