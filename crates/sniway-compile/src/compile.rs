@@ -103,6 +103,7 @@ fn namespace_labels(res: &Resources, ns: &str) -> BTreeMap<String, String> {
 /// One route entry waiting to be inserted into a listener's index.
 struct Pending<'r> {
     meta: &'r Meta,
+    source: &'r str,
     rule: usize,
     host: Option<HostPattern>,
     route: Arc<Route>,
@@ -224,6 +225,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                     for (rule, host) in hits {
                         slot.push(Pending {
                             meta: &r.meta,
+                            source: &r.source,
                             rule,
                             host,
                             route: rules[rule].clone(),
@@ -300,8 +302,9 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                 if let Some(first) = owner.get(&p.host) {
                     if *first != who {
                         warnings.push(format!(
-                            "TLSRoute {} rule {}: hostname {} on listener {id} is already routed by \
-                             TLSRoute {} rule {}, which takes precedence",
+                            "{}: TLSRoute {} rule {}: hostname {} on listener {id} is already routed \
+                             by TLSRoute {} rule {}, which takes precedence",
+                            p.source,
                             who.0,
                             who.1,
                             p.host.as_ref().map_or("(any)".to_string(), ToString::to_string),

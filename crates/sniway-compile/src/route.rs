@@ -95,22 +95,25 @@ pub(crate) fn attach(
         };
         return fail(reasons::NO_MATCHING_PARENT, format!("Gateway {}: {what}", gw.key()));
     }
-    let allowed: Vec<usize> = selected
-        .into_iter()
-        .filter(|&i| {
-            let l = &gw.listeners[i];
-            l.supports_tls_route()
-                && l.allows_namespace(&gw.obj.meta.namespace, &route.meta.namespace, ns_labels)
-        })
-        .collect();
+    let mut refusals = Vec::new();
+    let mut allowed = Vec::new();
+    for i in selected {
+        let l = &gw.listeners[i];
+        if !l.supports_tls_route() {
+            refusals.push(format!("listener {} does not support TLSRoute", l.spec.name));
+        } else if !l.allows_namespace(&gw.obj.meta.namespace, &route.meta.namespace, ns_labels) {
+            refusals.push(format!(
+                "listener {} does not allow routes from namespace {}",
+                l.spec.name, route.meta.namespace
+            ));
+        } else {
+            allowed.push(i);
+        }
+    }
     if allowed.is_empty() {
         return fail(
             reasons::NOT_ALLOWED_BY_LISTENERS,
-            format!(
-                "no listener of Gateway {} allows TLSRoutes from namespace {}",
-                gw.key(),
-                route.meta.namespace
-            ),
+            format!("Gateway {}: {}", gw.key(), refusals.join("; ")),
         );
     }
     let mut listeners = Vec::new();
