@@ -75,3 +75,69 @@ fn demo_shows_each_route_reaching_its_backend() {
     assert!(stdout.contains("closed by the gateway"), "{stdout}");
     assert!(stdout.contains("--connect-to foo.example.com:8443:127.0.0.1:8443"), "{stdout}");
 }
+
+/// Runs `sniway check -o json` with `args` and returns the parsed List.
+fn check_json(args: &[&str], stdin: Option<&str>) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(["check", "-o", "json"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn condition<'a>(conditions: &'a serde_json::Value, ty: &str) -> &'a serde_json::Value {
+    conditions.as_array().unwrap().iter().find(|c| c["type"] == ty).unwrap()
+}
+
+#[test]
+fn check_reads_manifests_from_stdin_with_the_given_namespace() {
+    let text = std::fs::read_to_string(repo_file("examples/fsm-passthrough/gateway.yaml")).unwrap()
+        + "---\n"
+        + &std::fs::read_to_string(repo_file("examples/fsm-passthrough/tcp-route.yaml")).unwrap();
+    let list = check_json(&["-n", "httpbin", "-f", "-"], Some(&text));
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| i["metadata"]["namespace"] == "httpbin"));
+    let route = &items[1];
+    assert_eq!(route["status"]["parents"][0]["parentRef"]["port"], 8000);
+    assert_eq!(
+        condition(&route["status"]["parents"][0]["conditions"], "Accepted")["status"],
+        "True"
+    );
+}
+
+#[test]
+fn every_bundled_example_loads_and_every_route_is_accepted_with_resolved_refs() {
+    for dir in ["examples/demo", "examples/fsm-passthrough", "examples/tlsroute-guide"] {
+        let list = check_json(&["-f", &repo_file(dir)], None);
+        let items = list["items"].as_array().unwrap();
+        assert!(items.iter().any(|i| i["kind"] == "TLSRoute"), "{dir}: no route");
+        for item in items {
+            let what = format!("{dir}: {} {}", item["kind"], item["metadata"]["name"]);
+            if item["kind"] == "Gateway" {
+                assert_eq!(
+                    condition(&item["status"]["conditions"], "Programmed")["status"],
+                    "True",
+                    "{what}"
+                );
+                continue;
+            }
+            let parents = item["status"]["parents"].as_array().unwrap();
+            assert!(!parents.is_empty(), "{what}: no parent status");
+            for p in parents {
+                assert_eq!(condition(&p["conditions"], "Accepted")["status"], "True", "{what}");
+                assert_eq!(condition(&p["conditions"], "ResolvedRefs")["status"], "True", "{what}");
+            }
+        }
+    }
+}

@@ -5,5 +5,5 @@ mod bulk;
 mod cli;
 mod clients;
 mod rejects;
+mod routing;
 mod support;
-mod weights;

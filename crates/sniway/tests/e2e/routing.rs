@@ -1,4 +1,4 @@
-//! Weighted splits, counted over a bounded number of real connections.
+//! Routing decisions counted over real connections: weighted splits, refused shares, SNI rules.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -85,4 +85,42 @@ async fn an_invalid_backend_keeps_its_share_and_those_connections_are_refused() 
     assert_eq!(counts.values().sum::<usize>(), n);
     assert_binomial(counts.get("").copied().unwrap_or(0), n, 0.5, "refused (invalid half)");
     assert_binomial(counts.get("good").copied().unwrap_or(0), n, 0.5, "good half");
+}
+
+/// The TLSRoute guide's multi-hostname route, verbatim: each rule's `matches[].snis` goes to that
+/// rule's backend (a v1alpha2 form outside the Gateway API that sniway accepts with a warning).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tlsroute_guide_multi_hostname_route_sends_each_sni_to_its_rule_backend() {
+    let tls = Tls::new();
+    let (api, db, internal) =
+        (name_backend("api").await, name_backend("db").await, name_backend("internal").await);
+    let port = free_port();
+    let route = std::fs::read_to_string(format!(
+        "{}/../../examples/tlsroute-guide/multi-hostname.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let gateway =
+        passthrough_gateway("tls-gateway", port).replace("name: tls\n", "name: tls-passthrough\n");
+    let manifests = [
+        gateway,
+        format!("---\n{route}"),
+        service("api-service", 443, api),
+        service("database-service", 5432, db),
+        service("internal-service", 443, internal),
+    ]
+    .concat();
+    let gw = Gateway::start(&manifests, port, &[]);
+    assert!(gw.log().contains("not part of the Gateway API"), "{}", gw.log());
+    for (sni, want) in [
+        ("api.example.com", "api"),
+        ("db.example.com", "db"),
+        ("a.internal.example.com", "internal"),
+        ("a.b.internal.example.com", "internal"),
+        ("internal.example.com", ""),
+        ("www.example.com", ""),
+    ] {
+        let counts = tally(gw.addr, &tls.client_hello(sni), 1).await;
+        assert_eq!(counts.get(want), Some(&1), "{sni}: {counts:?}\n{}", gw.log());
+    }
 }
