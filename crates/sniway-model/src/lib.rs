@@ -15,6 +15,7 @@
 pub mod hostname;
 pub mod index;
 pub mod table;
+pub mod tls;
 
 pub use hostname::{HostPattern, Specificity, intersect, normalize};
 pub use index::HostIndex;
@@ -22,6 +23,7 @@ pub use table::{
     Backend, ListenerId, ListenerMode, ListenerTable, Lookup, RoundRobin, Route, RouteId,
     RoutingTable, SocketTable, WeightedBackend,
 };
+pub use tls::{CertificateSet, ServedCertificate, TerminateConfig};
 
 #[cfg(test)]
 mod tests {

@@ -31,11 +31,23 @@ pub struct SocketTable {
 }
 
 /// How a listener treats the TLS stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub enum ListenerMode {
     /// Forward the encrypted bytes untouched, the buffered ClientHello first.
     Passthrough,
+    /// Complete the handshake with the listener's certificates, then relay plaintext over TCP.
+    Terminate(Arc<crate::tls::TerminateConfig>),
+}
+
+impl ListenerMode {
+    /// `Passthrough` or `Terminate`, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ListenerMode::Passthrough => "Passthrough",
+            ListenerMode::Terminate(_) => "Terminate",
+        }
+    }
 }
 
 /// One Gateway listener as served on a socket.
