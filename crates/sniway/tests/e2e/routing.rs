@@ -124,3 +124,42 @@ async fn the_tlsroute_guide_multi_hostname_route_sends_each_sni_to_its_rule_back
         assert_eq!(counts.get(want), Some(&1), "{sni}: {counts:?}\n{}", gw.log());
     }
 }
+
+/// Conformance `TLSRouteHostnameIntersection`, with its golden manifests (four Gateways on one
+/// port, each on its own loopback address) served by the binary and checked with real hellos.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostname_intersection_conformance_routes_and_rejects_as_the_suite_expects() {
+    let tls = Tls::new();
+    let (one, two) = (name_backend("tls-backend").await, name_backend("tls-backend-2").await);
+    let port = free_port();
+    let golden = std::fs::read_to_string(format!(
+        "{}/../sniway-compile/tests/testdata/tlsroute-hostname-intersection.in.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let manifests = golden
+        .replace("protocol: TLS\n    port: 443\n", &format!("protocol: TLS\n    port: {port}\n"))
+        .replace("port: 18443", &format!("port: {}", one.port()))
+        .replace("port: 18444", &format!("port: {}", two.port()));
+    assert_eq!(manifests.matches(&format!("port: {port}\n")).count(), 4, "{manifests}");
+    let gw = Gateway::start(&manifests, port, &[]);
+    let at = |host: u8| -> SocketAddr { format!("127.0.0.{host}:{port}").parse().unwrap() };
+    let cases = [
+        (1, "abc.example.com", "tls-backend"),
+        (2, "abc.example.com", "tls-backend"),
+        (3, "abc.example.com", "tls-backend"),
+        (4, "abc.example.com", "tls-backend"),
+        (2, "other.example.com", "tls-backend-2"),
+        (3, "other.example.com", "tls-backend-2"),
+        (4, "other.example.com", "tls-backend-2"),
+        (1, "other.example.com", ""),
+        (1, "non.matching.com", ""),
+        (2, "non.matching.com", ""),
+        (3, "non.matching.com", ""),
+        (4, "non.matching.org", ""),
+    ];
+    for (host, sni, want) in cases {
+        let counts = tally(at(host), &tls.client_hello(sni), 1).await;
+        assert_eq!(counts.get(want), Some(&1), "gateway x-{host}, {sni}: {counts:?}\n{}", gw.log());
+    }
+}
