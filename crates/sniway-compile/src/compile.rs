@@ -16,12 +16,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sniway_model::{
-    HostIndex, HostPattern, ListenerId, ListenerMode, ListenerTable, Route, RouteId, RoutingTable,
-    SocketTable,
+    CertificateSet, HostIndex, HostPattern, ListenerId, ListenerMode, ListenerTable, Route,
+    RouteId, RoutingTable, SocketTable, TerminateConfig,
 };
 
 use crate::GATEWAY_GROUP;
 use crate::backend::Backends;
+use crate::certificate::Certificates;
 use crate::gateway::{self, GatewayState, Served};
 use crate::resources::{Meta, Object, Resources, TlsRoute};
 use crate::route;
@@ -120,10 +121,11 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
     let serves = |g: &Object<crate::api::GatewaySpec>| {
         opts.gateway_class.as_ref().is_none_or(|c| *c == g.spec.gateway_class_name)
     };
+    let certs = Certificates::new(res);
     let mut states: Vec<GatewayState<'_>> = all_gateways
         .iter()
         .filter(|g| serves(g))
-        .map(|g| GatewayState::new(g, opts.default_bind))
+        .map(|g| GatewayState::new(g, opts.default_bind, &certs))
         .collect();
     let by_key: BTreeMap<(&str, &str), usize> = states
         .iter()
@@ -218,9 +220,17 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
             };
             let att = route::attach(r, pref, &states[g], &entries, &labels);
             for (li, hits) in att.listeners {
+                let gw_key = states[g].key();
                 let l = &mut states[g].listeners[li];
                 l.attached.insert(r.meta.key());
-                if l.accepted() {
+                if l.accepted() && !l.has_certificates() {
+                    warnings.push(format!(
+                        "{here}: listener {} of Gateway {gw_key} has no usable certificate; the \
+                         route is attached but not served there",
+                        l.spec.name
+                    ));
+                }
+                if l.valid() {
                     let slot = pending.entry((g, li)).or_default();
                     for (rule, host) in hits {
                         slot.push(Pending {
@@ -262,7 +272,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
     for &g in &order {
         for li in 0..states[g].listeners.len() {
             let l = &states[g].listeners[li];
-            if l.accepted() && l.served == Served::Passthrough {
+            if l.valid() {
                 for sock in states[g].sockets(li) {
                     sockets.entry(sock).or_default().push((g, li));
                 }
@@ -317,12 +327,22 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                 owner.insert(p.host.clone(), who);
                 routes.insert_first(p.host.as_ref(), p.route);
             }
-            let lt = ListenerTable {
-                id,
-                hostname: l.hostname.clone(),
-                mode: ListenerMode::Passthrough,
-                routes,
+            let mode = match (&l.served, &l.certificates) {
+                (Served::Terminate, Some(c)) => {
+                    let served = c
+                        .served
+                        .iter()
+                        .map(|c| sniway_model::ServedCertificate {
+                            source: c.source.clone(),
+                            dns_names: c.dns_names.clone(),
+                            key: Arc::clone(&c.key),
+                        })
+                        .collect();
+                    ListenerMode::Terminate(Arc::new(TerminateConfig::new(CertificateSet(served))))
+                }
+                _ => ListenerMode::Passthrough,
             };
+            let lt = ListenerTable { id, hostname: l.hostname.clone(), mode, routes };
             let host = lt.hostname.clone();
             listeners.insert_first(host.as_ref(), Arc::new(lt));
         }

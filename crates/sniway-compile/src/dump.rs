@@ -1,11 +1,12 @@
 //! A readable summary of a routing table, for `check` output, golden files and `/routes`.
 
 use serde_json::{Value, json};
-use sniway_model::{Backend, RoutingTable};
+use sniway_model::{Backend, ListenerMode, RoutingTable};
 
-/// Per socket, listeners (most specific first) with hostname and mode; per listener, routes
-/// (most specific first) with hostname and backends (weight, then endpoints, DNS target or the
-/// reason it is invalid).
+/// Per socket, listeners (most specific first) with hostname and mode (for Terminate, each
+/// certificate's source and DNS names, first = default; never key material); per listener,
+/// routes (most specific first) with hostname and backends (weight, then endpoints, DNS target
+/// or the reason it is invalid).
 pub fn table_summary(table: &RoutingTable) -> Value {
     let sockets: Vec<Value> = table
         .sockets
@@ -50,12 +51,27 @@ pub fn table_summary(table: &RoutingTable) -> Value {
                             })
                         })
                         .collect();
-                    json!({
+                    let mut v = json!({
                         "hostname": host.map_or("*".to_string(), |h| h.to_string()),
                         "listener": l.id.to_string(),
-                        "mode": format!("{:?}", l.mode),
-                        "routes": routes,
-                    })
+                        "mode": l.mode.name(),
+                    });
+                    if let ListenerMode::Terminate(t) = &l.mode {
+                        let certs: Vec<Value> = t
+                            .certificates
+                            .load()
+                            .0
+                            .iter()
+                            .map(|c| {
+                                let names: Vec<String> =
+                                    c.dns_names.iter().map(ToString::to_string).collect();
+                                json!({ "source": c.source, "dnsNames": names })
+                            })
+                            .collect();
+                        v["certificates"] = json!(certs);
+                    }
+                    v["routes"] = json!(routes);
+                    v
                 })
                 .collect();
             json!({ "address": s.addr.to_string(), "listeners": listeners })

@@ -8,6 +8,7 @@ use sniway_model::HostPattern;
 
 use crate::GATEWAY_GROUP;
 use crate::api::{GatewaySpec, LabelSelector, Listener};
+use crate::certificate::{Certificates, ListenerCertificates};
 use crate::resources::Object;
 use crate::status::conditions::{Cond, reasons, types};
 
@@ -19,9 +20,8 @@ pub(crate) const TLS_ROUTE: &str = "TLSRoute";
 pub(crate) enum Served {
     /// `protocol: TLS`, `tls.mode: Passthrough`: served.
     Passthrough,
-    /// `protocol: TLS`, `tls.mode: Terminate`: not served yet. Turning it on means giving it
-    /// `TLSRoute` in [`Served::route_kinds`], accepting it in [`ListenerState::accepted`] and
-    /// resolving `certificateRefs` into `ResolvedRefs`.
+    /// `protocol: TLS`, `tls.mode: Terminate` (the CRD default): served with the certificates
+    /// of its `certificateRefs`; needs at least one usable certificate.
     Terminate,
     /// HTTP, HTTPS, TCP, UDP or a custom protocol: never served by sniway.
     Unsupported,
@@ -32,8 +32,8 @@ impl Served {
     /// the kinds of Routes selected are determined using the Listener protocol").
     fn route_kinds(self) -> &'static [&'static str] {
         match self {
-            Served::Passthrough => &[TLS_ROUTE],
-            Served::Terminate | Served::Unsupported => &[],
+            Served::Passthrough | Served::Terminate => &[TLS_ROUTE],
+            Served::Unsupported => &[],
         }
     }
 }
@@ -54,19 +54,29 @@ pub(crate) struct ListenerState<'r> {
     pub port_unavailable: Option<String>,
     /// Routes attached (`namespace/name`), for `attachedRoutes`.
     pub attached: BTreeSet<String>,
+    /// Terminate listeners: what `certificateRefs` resolved to.
+    pub certificates: Option<ListenerCertificates>,
 }
 
 impl ListenerState<'_> {
-    /// Accepted and servable on its socket.
+    /// `Accepted=True`: a TLS listener without conflict that has its port.
     pub(crate) fn accepted(&self) -> bool {
-        self.served == Served::Passthrough
+        matches!(self.served, Served::Passthrough | Served::Terminate)
             && self.conflict.is_none()
             && self.port_unavailable.is_none()
     }
 
-    /// Valid in the sense of the Gateway's `ListenersNotValid`: accepted and able to take routes.
+    /// Whether the listener has what its mode needs to complete handshakes: always for
+    /// Passthrough, at least one usable certificate for Terminate.
+    pub(crate) fn has_certificates(&self) -> bool {
+        self.served != Served::Terminate
+            || self.certificates.as_ref().is_some_and(|c| !c.served.is_empty())
+    }
+
+    /// Valid in the sense of the Gateway's `ListenersNotValid`, and served (`Programmed=True`):
+    /// accepted, able to take routes, and with certificates when it terminates.
     pub(crate) fn valid(&self) -> bool {
-        self.accepted() && !self.supported_kinds.is_empty()
+        self.accepted() && !self.supported_kinds.is_empty() && self.has_certificates()
     }
 
     /// Whether `supportedKinds` holds TLSRoute.
@@ -98,25 +108,35 @@ impl ListenerState<'_> {
                 types::ACCEPTED,
                 reasons::UNSUPPORTED_PROTOCOL,
                 format!(
-                    "protocol {} is not supported: sniway serves TLS listeners in Passthrough mode",
+                    "protocol {} is not supported: sniway serves TLS listeners (Passthrough and \
+                     Terminate)",
                     self.spec.protocol
                 ),
             )
         } else if let Some((reason, msg)) = &self.conflict {
             Cond::no(types::ACCEPTED, reason, msg.clone())
-        } else if self.served == Served::Terminate {
-            Cond::no(
-                types::ACCEPTED,
-                reasons::UNSUPPORTED_VALUE,
-                "tls.mode Terminate is not supported; sniway serves TLS listeners in Passthrough mode",
-            )
         } else if let Some(msg) = &self.port_unavailable {
             Cond::no(types::ACCEPTED, reasons::PORT_UNAVAILABLE, msg.clone())
         } else {
             Cond::yes(types::ACCEPTED, reasons::ACCEPTED, format!("listener {name} is accepted"))
         };
+        let cert_problems = self.certificates.as_ref().map_or(&[][..], |c| c.problems.as_slice());
         let programmed = if self.valid() {
-            Cond::yes(types::PROGRAMMED, reasons::PROGRAMMED, format!("listener {name} is served"))
+            let msg = match &self.certificates {
+                Some(c) if !c.problems.is_empty() => format!(
+                    "listener {name} is served with {} of {} certificates (see ResolvedRefs)",
+                    c.served.len(),
+                    c.served.len() + c.problems.len()
+                ),
+                _ => format!("listener {name} is served"),
+            };
+            Cond::yes(types::PROGRAMMED, reasons::PROGRAMMED, msg)
+        } else if self.accepted() && !self.has_certificates() {
+            Cond::no(
+                types::PROGRAMMED,
+                reasons::INVALID,
+                format!("listener {name} has no usable certificate (see ResolvedRefs): not served"),
+            )
         } else if self.accepted() {
             Cond::no(
                 types::PROGRAMMED,
@@ -130,17 +150,27 @@ impl ListenerState<'_> {
                 format!("listener {name} is not accepted"),
             )
         };
-        let resolved = if self.invalid_kinds.is_empty() {
-            Cond::yes(types::RESOLVED_REFS, reasons::RESOLVED_REFS, "all references resolved")
-        } else {
-            Cond::no(
-                types::RESOLVED_REFS,
+        // Gateway API `ListenerConditionResolvedRefs`: False when any reference is invalid. The
+        // first problem names the reason (certificates first, then route kinds); the message
+        // lists all of them.
+        let mut problems: Vec<(&'static str, String)> = cert_problems.to_vec();
+        if !self.invalid_kinds.is_empty() {
+            problems.push((
                 reasons::INVALID_ROUTE_KINDS,
                 format!(
                     "unsupported route kinds in allowedRoutes.kinds: {}",
                     self.invalid_kinds.join(", ")
                 ),
-            )
+            ));
+        }
+        let resolved = match problems.first() {
+            None => {
+                Cond::yes(types::RESOLVED_REFS, reasons::RESOLVED_REFS, "all references resolved")
+            }
+            Some((reason, _)) => {
+                let msgs: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+                Cond::no(types::RESOLVED_REFS, reason, msgs.join("; "))
+            }
         };
         let conflicted = match &self.conflict {
             Some((reason, msg)) => Cond::yes(types::CONFLICTED, reason, msg.clone()),
@@ -178,8 +208,13 @@ pub(crate) struct GatewayState<'r> {
 }
 
 impl<'r> GatewayState<'r> {
-    /// Classifies listeners, computes kinds, and finds conflicts within the Gateway.
-    pub(crate) fn new(obj: &'r Object<GatewaySpec>, default_bind: IpAddr) -> Self {
+    /// Classifies listeners, computes kinds, resolves certificates, and finds conflicts within
+    /// the Gateway.
+    pub(crate) fn new(
+        obj: &'r Object<GatewaySpec>,
+        default_bind: IpAddr,
+        certs: &Certificates<'_>,
+    ) -> Self {
         let mut bind = Vec::new();
         let mut address_problem = None;
         for a in &obj.spec.addresses {
@@ -201,7 +236,12 @@ impl<'r> GatewayState<'r> {
         if bind.is_empty() {
             bind.push(default_bind);
         }
-        let listeners = obj.spec.listeners.iter().map(listener_state).collect();
+        let listeners = obj
+            .spec
+            .listeners
+            .iter()
+            .map(|l| listener_state(l, &obj.meta.namespace, certs))
+            .collect();
         let mut gw = GatewayState { obj, bind, address_problem, listeners };
         gw.find_conflicts();
         gw
@@ -209,11 +249,16 @@ impl<'r> GatewayState<'r> {
 
     /// Gateway API `Listener` godoc on distinctness: listeners on one port must share a
     /// compatible protocol and differ by hostname. sniway cannot serve different protocols on
-    /// one port (plain HTTP, HTTPS, TCP, and TLS Passthrough mixed with Terminate, which is the
-    /// `TLSRouteModeMixed` feature), so each such listener gets `Conflicted=True` and
-    /// `Accepted=False` with `ProtocolConflict` (conformance
-    /// `TLSRouteListenerMixedTerminationNotSupported`). UDP uses another transport and never
-    /// conflicts with TCP-based protocols.
+    /// one port (plain HTTP, HTTPS or TCP next to TLS), so each such listener gets
+    /// `Conflicted=True` and `Accepted=False` with `ProtocolConflict`. UDP uses another
+    /// transport and never conflicts with TCP-based protocols.
+    ///
+    /// TLS Passthrough and TLS Terminate listeners on one port are one protocol (the
+    /// `TLSRouteModeMixed` feature, conformance `TLSRouteMixedTerminationSameNamespace`): they
+    /// are told apart by hostname, so only two TLS listeners with the same hostname conflict
+    /// (`HostnameConflict`), whatever their modes (the `tls` block never makes listeners
+    /// distinct). Overlapping but different hostnames (`a.example.com`, `*.example.com`) are
+    /// distinct: the most specific listener wins.
     fn find_conflicts(&mut self) {
         let mut by_port: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
         for (i, l) in self.listeners.iter().enumerate() {
@@ -318,16 +363,20 @@ impl<'r> GatewayState<'r> {
     }
 }
 
-/// The protocol family a listener speaks on its port, for conflict detection.
+/// The protocol family a listener speaks on its port, for conflict detection: both TLS modes
+/// are one family (the SNI picks the listener before the mode matters).
 fn class(l: &ListenerState<'_>) -> String {
     match l.served {
-        Served::Passthrough => "TLS (Passthrough)".into(),
-        Served::Terminate => "TLS (Terminate)".into(),
+        Served::Passthrough | Served::Terminate => "TLS".into(),
         Served::Unsupported => l.spec.protocol.clone(),
     }
 }
 
-fn listener_state(l: &Listener) -> ListenerState<'_> {
+fn listener_state<'r>(
+    l: &'r Listener,
+    gateway_ns: &str,
+    certs: &Certificates<'_>,
+) -> ListenerState<'r> {
     let served = match (l.protocol.as_str(), l.tls.as_ref().and_then(|t| t.mode.as_deref())) {
         ("TLS", Some("Passthrough")) => Served::Passthrough,
         // The CRD defaults `tls.mode` to Terminate.
@@ -361,6 +410,21 @@ fn listener_state(l: &Listener) -> ListenerState<'_> {
             }
         }
     }
+    let certificates = (served == Served::Terminate).then(|| {
+        let refs = l.tls.as_ref().map(|t| t.certificate_refs.as_slice()).unwrap_or(&[]);
+        let mut c = certs.resolve(gateway_ns, refs);
+        if refs.is_empty() {
+            // The CRD admits `options` instead of certificateRefs; sniway reads certificates
+            // only from certificateRefs and reads no option.
+            c.problems.push((
+                reasons::INVALID_CERTIFICATE_REF,
+                "tls.mode Terminate needs certificateRefs: sniway reads certificates only from \
+                 Secrets referenced there (tls.options are not read)"
+                    .into(),
+            ));
+        }
+        c
+    });
     ListenerState {
         spec: l,
         hostname: l.hostname.as_deref().map(HostPattern::parse),
@@ -370,10 +434,11 @@ fn listener_state(l: &Listener) -> ListenerState<'_> {
         conflict: None,
         port_unavailable: None,
         attached: BTreeSet::new(),
+        certificates,
     }
 }
 
-/// Places accepted listeners of every Gateway on sockets, oldest Gateway first
+/// Places served listeners (see [`ListenerState::valid`]) of every Gateway on sockets, oldest Gateway first
 /// (`creationTimestamp`, then `namespace/name`).
 ///
 /// File-mode rule (sniway's choice; the Gateway API leaves merging Gateways to
@@ -391,7 +456,7 @@ pub(crate) fn assign_sockets(gateways: &mut [GatewayState<'_>], order: &[usize])
             continue;
         }
         for li in 0..gateways[g].listeners.len() {
-            if !gateways[g].listeners[li].accepted() {
+            if !gateways[g].listeners[li].valid() {
                 continue;
             }
             let host = gateways[g].listeners[li].hostname.clone();

@@ -24,6 +24,7 @@
 
 pub mod api;
 mod backend;
+mod certificate;
 mod compile;
 mod dump;
 mod gateway;
@@ -35,6 +36,7 @@ pub mod status;
 mod validate;
 
 pub use backend::SERVICE_NAME_LABEL;
+pub use certificate::{TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, TLS_SECRET_TYPE, load_certificate};
 pub use compile::{CompileOptions, Compiled, compile};
 pub use dump::table_summary;
 pub use load::{Diagnostic, LoadError, LoadOptions, Loaded, Source, load};

@@ -49,7 +49,7 @@ pub mod reasons {
     // --- Listener ---
     /// Listener `Accepted=False`: the protocol is not served.
     pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
-    /// Listener `Accepted=False`: a field value (here `tls.mode: Terminate`) is not supported.
+    /// Listener `Accepted=False`: a field value is not supported.
     pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
     /// Listener `Accepted=False`: the port (or address and hostname) is taken.
     pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
@@ -61,6 +61,9 @@ pub mod reasons {
     pub const NO_CONFLICTS: &str = "NoConflicts";
     /// Listener `ResolvedRefs=False`: `allowedRoutes.kinds` names an unsupported kind.
     pub const INVALID_ROUTE_KINDS: &str = "InvalidRouteKinds";
+    /// Listener `ResolvedRefs=False`: a certificateRef is missing, of an unsupported kind, or
+    /// its data is malformed (including a key that does not match the certificate).
+    pub const INVALID_CERTIFICATE_REF: &str = "InvalidCertificateRef";
 
     // --- Route parent ---
     /// Route `Accepted=False`: no listener allows the route's kind or namespace.
@@ -69,7 +72,8 @@ pub mod reasons {
     pub const NO_MATCHING_LISTENER_HOSTNAME: &str = "NoMatchingListenerHostname";
     /// Route `Accepted=False`: `sectionName`/`port` match no listener.
     pub const NO_MATCHING_PARENT: &str = "NoMatchingParent";
-    /// Route `ResolvedRefs=False`: a cross-namespace reference without a ReferenceGrant.
+    /// Route and Listener `ResolvedRefs=False`: a cross-namespace reference without a
+    /// ReferenceGrant.
     pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
     /// Route `ResolvedRefs=False`: an unsupported backend group or kind.
     pub const INVALID_KIND: &str = "InvalidKind";
