@@ -1,19 +1,26 @@
-//! One client connection, from accept to close: detect the hello, look up the route, connect to a
-//! backend, replay the buffered bytes, relay.
+//! One client connection, from accept to close: detect the hello, look up the listener and route,
+//! then by the listener's mode either connect to a backend, replay the buffered bytes and relay
+//! (Passthrough), or complete the TLS handshake, connect and relay plaintext (Terminate).
 //!
-//! Every refusal closes the client socket with nothing written (digest `gateway-api-tls.md` §3:
-//! "close the socket without writing"; the conformance suite treats a TLS alert as a failure). The
-//! close is a FIN, or a RST when the client sent bytes that were not read.
+//! Every refusal up to that decision closes the client socket with nothing written (digest
+//! `gateway-api-tls.md` §3: "close the socket without writing"; the conformance suite treats a TLS
+//! alert as a failure). The close is a FIN, or a RST when the client sent bytes that were not
+//! read. On a Terminate listener, a handshake that fails afterwards may end with rustls' alert,
+//! and a backend that cannot be reached after the handshake gets the client a close_notify.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use sniway_model::{ListenerMode, Lookup, Route, RoutingTable};
+use sniway_model::{ListenerMode, Lookup, Route, RoutingTable, TerminateConfig};
 use sniway_wire::ServerName;
+use socket2::SockRef;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::detect::{self, Detected};
 use crate::error::ConnError;
 use crate::relay::{self, Transferred};
+use crate::terminate;
 use crate::upstream::{self, Connected};
 use crate::{ProxyConfig, Shared};
 
@@ -38,20 +45,99 @@ pub(crate) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
         tracing::debug!(error = %e, "setting TCP_NODELAY on the client socket");
     }
 
-    let (detected, backend) = match route_and_connect(&mut stream, table, socket, config).await {
+    let (detected, route, mode) = match route(&mut stream, table, socket, config).await {
         Ok(ok) => ok,
-        Err(e) => {
-            tracing::debug!(reason = e.reason(), side = e.side().as_str(), error = %e, "refused");
-            return;
-        }
+        Err(e) => return refused(&e),
     };
-    let Connected { stream: backend_stream, addr, backend } = backend;
+    match mode {
+        ListenerMode::Terminate(cfg) => terminate(stream, detected, &route, cfg, config).await,
+        _ => passthrough(stream, detected, &route, config).await,
+    }
+}
+
+fn refused(e: &ConnError) {
+    tracing::debug!(reason = e.reason(), side = e.side().as_str(), error = %e, "refused");
+}
+
+/// Passthrough: connect, replay the buffered bytes, relay the encrypted stream.
+async fn passthrough(stream: TcpStream, detected: Detected, route: &Route, config: &ProxyConfig) {
+    let Connected { stream: backend_stream, addr, backend } =
+        match upstream::connect(route, config.connect_timeout).await {
+            Ok(c) => c,
+            Err(e) => return refused(&e),
+        };
     // Only the bytes are kept for the relay; the parsed hello is not needed any more.
     let Detected { hello, buffered } = detected;
     drop(hello);
     tracing::debug!(%backend, endpoint = %addr, "connected");
 
     let (t, result) = relay::relay(&stream, &backend_stream, buffered).await;
+    log_end(&backend, t, result);
+}
+
+/// Terminate: handshake with the listener's certificates over the buffered hello and the socket,
+/// connect at once (a server-speaks-first backend greets before the client writes), relay
+/// plaintext.
+async fn terminate(
+    stream: TcpStream,
+    detected: Detected,
+    route: &Route,
+    cfg: Arc<TerminateConfig>,
+    config: &ProxyConfig,
+) {
+    let Detected { hello, buffered } = detected;
+    drop(hello);
+    let server_config = match terminate::server_config(&cfg) {
+        Ok(c) => c,
+        Err(e) => return refused(&e),
+    };
+    // `cfg` stays alive until the handshake is done: the certificate resolver holds it weakly.
+    let handshake =
+        terminate::handshake(server_config, stream, buffered, config.handshake_timeout).await;
+    drop(cfg);
+    let mut tls = match handshake {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::debug!(reason = e.reason(), side = e.side().as_str(), error = %e,
+                "handshake failed");
+            return;
+        }
+    };
+    {
+        let (_, session) = tls.get_ref();
+        tracing::debug!(
+            version = ?session.protocol_version(),
+            suite = ?session.negotiated_cipher_suite().map(|s| s.suite()),
+            resumed = matches!(session.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
+            "handshake complete"
+        );
+    }
+    let Connected { stream: mut backend_stream, addr, backend } =
+        match upstream::connect(route, config.connect_timeout).await {
+            Ok(c) => c,
+            Err(e) => {
+                refused(&e);
+                // close_notify, then FIN, with nothing else written; bounded in time.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+                return;
+            }
+        };
+    tracing::debug!(%backend, endpoint = %addr, "connected");
+
+    let (t, result) = terminate::relay(&mut tls, &mut backend_stream).await;
+    if result.is_err() {
+        // Propagate the abort: closing with linger 0 sends RST instead of FIN.
+        for s in [tls.get_ref().0.get_ref(), &backend_stream] {
+            let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+        }
+    }
+    log_end(&backend, t, result);
+}
+
+/// Longest wait for the close_notify to go out when a terminated connection ends before relaying.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn log_end(backend: &str, t: Transferred, result: Result<(), ConnError>) {
     let Transferred { client_to_backend: up, backend_to_client: down } = t;
     match result {
         Ok(()) => tracing::debug!(%backend, up, down, "closed"),
@@ -62,14 +148,15 @@ pub(crate) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
     }
 }
 
-/// Everything up to a connected backend. The table is dropped once the backend is chosen, so a
-/// long-lived connection does not keep a replaced table alive.
-async fn route_and_connect(
+/// Everything up to the decision: the hello, the listener and the route. The table is dropped
+/// here, so a long-lived connection does not keep a replaced table alive; only the route and the
+/// listener's mode are kept.
+async fn route(
     stream: &mut TcpStream,
     table: Arc<RoutingTable>,
     socket: Option<usize>,
     config: &ProxyConfig,
-) -> Result<(Detected, Connected), ConnError> {
+) -> Result<(Detected, Arc<Route>, ListenerMode), ConnError> {
     let detected = detect::read_hello(stream, config.hello_timeout).await?;
     let sni = match &detected.hello.server_name {
         ServerName::Host(h) => h.as_str(),
@@ -77,21 +164,28 @@ async fn route_and_connect(
         ServerName::Invalid => return Err(ConnError::InvalidSni),
     };
     tracing::trace!(sni, bytes = detected.buffered.len(), "ClientHello");
-    let route = find_route(&table, socket, sni)?;
-    let connected = upstream::connect(&route, config.connect_timeout).await?;
-    Ok((detected, connected))
+    let (route, mode) = find_route(&table, socket, sni)?;
+    Ok((detected, route, mode))
 }
 
+/// The route for `sni` and the mode of the listener that took it. Each connection is decided by
+/// its own listener: passthrough and terminate listeners share a socket freely.
 fn find_route(
     table: &RoutingTable,
     socket: Option<usize>,
     sni: &str,
-) -> Result<Arc<Route>, ConnError> {
+) -> Result<(Arc<Route>, ListenerMode), ConnError> {
     let no_listener = || ConnError::NoListener { sni: sni.to_string() };
     let socket = socket.and_then(|i| table.sockets.get(i)).ok_or_else(no_listener)?;
     match socket.lookup(sni) {
-        Lookup::Route { listener, route } => match listener.mode {
-            ListenerMode::Passthrough => Ok(Arc::clone(route)),
+        Lookup::Route { listener, route } => match &listener.mode {
+            ListenerMode::Passthrough => Ok((Arc::clone(route), ListenerMode::Passthrough)),
+            ListenerMode::Terminate(cfg) => {
+                if cfg.certificates.load().0.is_empty() {
+                    return Err(ConnError::NoCertificate { listener: listener.id.to_string() });
+                }
+                Ok((Arc::clone(route), ListenerMode::Terminate(Arc::clone(cfg))))
+            }
             _ => Err(ConnError::UnsupportedMode { listener: listener.id.to_string() }),
         },
         Lookup::NoRoute { listener } => {

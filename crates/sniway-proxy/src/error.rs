@@ -2,7 +2,9 @@
 //! single connection ([`ConnError`]), whose variants each say which side failed ([`Side`]).
 //!
 //! A `ConnError` never reaches the peer: the Gateway API conformance suite treats a TLS alert as a
-//! failure, so every refusal is a plain close (FIN, or RST when unread bytes are pending). The
+//! failure, so every refusal is a plain close (FIN, or RST when unread bytes are pending). The one
+//! exception is a failed handshake on a Terminate listener, after the listener was chosen: rustls
+//! may answer it with an alert, as any TLS server does. No variant carries key material. The
 //! variants exist so that logs, and later metrics, can name the reason; [`ConnError::reason`] is
 //! the stable label for that.
 
@@ -139,6 +141,23 @@ pub enum ConnError {
         #[source]
         source: io::Error,
     },
+    /// Config: a Terminate listener has no certificate to serve (refused before the handshake).
+    #[error("listener {listener} has no certificate")]
+    NoCertificate {
+        /// The listener (`namespace/gateway/listener`).
+        listener: String,
+    },
+    /// Config: the listener's rustls configuration could not be built.
+    #[error("TLS configuration: {0}")]
+    TlsConfig(#[source] rustls::Error),
+    /// Client: the TLS handshake on a Terminate listener failed after the listener was chosen (no
+    /// shared protocol version or cipher suite, a client alert, an abort, a malformed message).
+    /// rustls may have sent an alert.
+    #[error("TLS handshake: {0}")]
+    TlsHandshake(#[source] io::Error),
+    /// Client: the TLS handshake was not complete before its deadline.
+    #[error("TLS handshake not complete after {0:?}")]
+    TlsHandshakeTimeout(std::time::Duration),
     /// Client: reading from or writing to the client failed during the relay.
     #[error("client socket: {0}")]
     ClientIo(#[source] io::Error),
@@ -162,6 +181,8 @@ impl ConnError {
             | HelloRead(_)
             | NoSni
             | InvalidSni
+            | TlsHandshake(_)
+            | TlsHandshakeTimeout(_)
             | ClientIo(_) => Side::Client,
             NoListener { .. }
             | NoRoute { .. }
@@ -169,6 +190,8 @@ impl ConnError {
             | NoBackend { .. }
             | InvalidBackend { .. }
             | NoEndpoints { .. }
+            | NoCertificate { .. }
+            | TlsConfig(_)
             | Drained => Side::Config,
             Resolve { .. } | Connect { .. } | BackendIo(_) => Side::Backend,
         }
@@ -193,6 +216,10 @@ impl ConnError {
             NoEndpoints { .. } => "no_endpoints",
             Resolve { .. } => "resolve",
             Connect { .. } => "connect",
+            NoCertificate { .. } => "no_certificate",
+            TlsConfig(_) => "tls_config",
+            TlsHandshake(_) => "tls_handshake",
+            TlsHandshakeTimeout(_) => "tls_handshake_timeout",
             ClientIo(_) => "client_io",
             BackendIo(_) => "backend_io",
             Drained => "drained",

@@ -1,35 +1,47 @@
-//! sniway's data plane: TLS passthrough by SNI.
+//! sniway's data plane: TLS passthrough and TLS termination, by SNI.
 //!
 //! ```text
-//! listener.rs  bind, accept (permit per connection, back-off on EMFILE), stop on shutdown
-//!   conn.rs    one connection: detect -> lookup -> connect -> replay + relay
-//!   detect.rs  the ClientHello, however it arrives, into a bounded buffer under a deadline
+//! listener.rs    bind, accept (permit per connection, back-off on EMFILE), stop on shutdown
+//!   conn.rs      one connection: detect -> lookup -> by the listener's mode:
+//!                  Passthrough: connect -> replay + relay
+//!                  Terminate:   handshake -> connect -> plaintext relay
+//!   detect.rs    the ClientHello, however it arrives, into a bounded buffer under a deadline
 //!   upstream.rs  backend by weight, endpoint round-robin, connect under a timeout
-//!   relay.rs   both ways, half-close aware, no buffer while idle
-//! error.rs     ProxyError (the proxy), ConnError (one connection; says which side failed)
+//!   relay.rs     both ways, half-close aware, no buffer while idle
+//!   terminate.rs rustls config per listener (certificate by SNI, shared ticketer), handshake
+//!                over the buffered hello, plaintext relay with close_notify half-close
+//! error.rs       ProxyError (the proxy), ConnError (one connection; says which side failed)
 //! ```
 //!
 //! The routing table is read through an atomic pointer ([`arc_swap::ArcSwap`]): no lock on the
 //! accept or lookup path. A connection looks up the table that was current when it was accepted;
 //! swapping in a new table never touches established connections (issue 2, item 4: "the table is
 //! read through an atomic pointer, and an idle connection holds no buffer beyond what the kernel
-//! holds").
+//! holds"). A Terminate listener's certificate set sits behind its own atomic pointer
+//! ([`sniway_model::TerminateConfig::certificates`]): storing a new set changes the certificate
+//! for new handshakes only.
 //!
 //! Connection lifecycle:
 //!
 //! 1. Accept, holding one of `max_connections` permits (beyond it, clients wait in the backlog).
 //! 2. Detect: read until the ClientHello is complete, invalid, or `hello_timeout` passes.
-//! 3. Look up the SNI in the table loaded at accept: listener, then route; no fall-through.
-//! 4. Choose a backend by weight and an endpoint round-robin; connect under `connect_timeout`.
-//! 5. Replay every byte read so far, then relay both ways until both directions have ended.
+//! 3. Look up the SNI in the table loaded at accept: listener, then route; no fall-through. The
+//!    listener found decides the mode, so Passthrough and Terminate listeners share a socket
+//!    (Mixed), told apart by hostname.
+//! 4. Terminate only: complete the TLS handshake within `handshake_timeout`, the buffered hello
+//!    first (see [`terminate`]).
+//! 5. Choose a backend by weight and an endpoint round-robin; connect under `connect_timeout`.
+//! 6. Passthrough: replay every byte read so far, then relay both ways until both directions
+//!    have ended. Terminate: relay plaintext both ways, half-close mapped to close_notify.
 //!
-//! Any failure before step 5 closes the client socket without writing a byte. On shutdown the
-//! listening sockets close first, then live connections get up to the drain period, then the rest
-//! are cut and counted in the log.
+//! Any failure before step 4 closes the client socket without writing a byte. A failed handshake
+//! may get a TLS alert from rustls; a backend failure after the handshake gets a close_notify. On
+//! shutdown the listening sockets close first, then live connections get up to the drain period,
+//! then the rest are cut and counted in the log.
 //!
-//! Known limits, left to later issues: Terminate and Mixed listener modes, health checks and
-//! failover across backends, PROXY protocol, metrics (errors carry a stable
-//! [`ConnError::reason`] for them), splice.
+//! Known limits, left to later issues: health checks and failover across backends, PROXY
+//! protocol, metrics (errors carry a stable [`ConnError::reason`] for them), splice, client
+//! certificates.
 #![warn(missing_docs)]
 
 mod conn;
@@ -37,6 +49,7 @@ pub mod detect;
 pub mod error;
 mod listener;
 pub mod relay;
+pub mod terminate;
 pub mod upstream;
 
 use std::future::Future;
@@ -59,6 +72,8 @@ pub struct ProxyConfig {
     pub hello_timeout: Duration,
     /// Deadline for resolving and connecting to a backend.
     pub connect_timeout: Duration,
+    /// Deadline for the TLS handshake on a Terminate listener, from the end of detection.
+    pub handshake_timeout: Duration,
     /// Connections served at once; beyond it, accepting waits for one to end.
     pub max_connections: usize,
 }
@@ -68,6 +83,7 @@ impl Default for ProxyConfig {
         Self {
             hello_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
             max_connections: 100_000,
         }
     }
@@ -87,7 +103,7 @@ pub(crate) struct Shared {
     pub cut: watch::Receiver<bool>,
 }
 
-/// A bound, not yet serving, passthrough proxy.
+/// A bound, not yet serving, proxy.
 #[derive(Debug)]
 pub struct Proxy {
     bound: Vec<listener::Bound>,
