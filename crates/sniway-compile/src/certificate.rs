@@ -21,7 +21,9 @@ use std::sync::Arc;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use sniway_model::{HostPattern, ServedCertificate};
+use sniway_model::{
+    CertificateSet, HostPattern, ListenerId, ListenerMode, RoutingTable, ServedCertificate,
+};
 
 use crate::GATEWAY_GROUP;
 use crate::api::{ReferenceGrantSpec, SecretObjectReference};
@@ -139,6 +141,26 @@ impl<'r> Certificates<'r> {
             key: p.key,
         })
     }
+}
+
+/// The certificate set of every served Terminate listener of `table`, by listener.
+///
+/// Certificate change: a changed Secret is a new snapshot, and compiling it yields new sets
+/// (compile reads the Secrets anew each time). To keep live listeners (and their handshake
+/// state) while new connections pick up the new certificates, compile the new snapshot and
+/// store each set from this map into the live listener of the same id
+/// (`TerminateConfig::certificates.store(set)`); connections already established keep the
+/// certificate they were handshaken with.
+pub fn certificate_sets(table: &RoutingTable) -> BTreeMap<ListenerId, Arc<CertificateSet>> {
+    let mut out = BTreeMap::new();
+    for socket in &table.sockets {
+        for (_, l) in socket.listeners.entries() {
+            if let ListenerMode::Terminate(t) = &l.mode {
+                out.insert(l.id.clone(), t.certificates.load_full());
+            }
+        }
+    }
+    out
 }
 
 fn parse_secret(s: &Secret) -> Result<Parsed, String> {
@@ -352,7 +374,6 @@ fn is_dns_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sniway_model::CertificateSet;
 
     macro_rules! pair {
         ($name:literal) => {

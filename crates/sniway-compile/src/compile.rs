@@ -324,6 +324,18 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                     }
                     continue;
                 }
+                // A terminated name no certificate covers gets the default certificate, which
+                // a client verifying the name rejects.
+                if let (Some(HostPattern::Exact(name)), Some(c)) = (&p.host, &l.certificates)
+                    && !c.served.is_empty()
+                    && !c.served.iter().any(|c| c.covers(name))
+                {
+                    warnings.push(format!(
+                        "{}: TLSRoute {} hostname {name} on listener {id}: no certificate of the \
+                         listener covers it; the default certificate ({}) is presented",
+                        p.source, who.0, c.served[0].source
+                    ));
+                }
                 owner.insert(p.host.clone(), who);
                 routes.insert_first(p.host.as_ref(), p.route);
             }

@@ -11,6 +11,12 @@
 //! rules for TLS listeners and TLSRoutes and computes every status condition; it does no I/O and
 //! reads no clock. Neither knows about sockets: `sniway-proxy` serves the table.
 //!
+//! TLS listeners are served in both modes: Passthrough, and Terminate with the certificates of
+//! its `certificateRefs` (Secrets of type `kubernetes.io/tls`, parsed here into rustls signing
+//! keys; see [`certificate_sets`] for certificate changes). Listeners of either mode share a
+//! port, told apart by hostname (`TLSRouteModeMixed`). Secret data never appears in messages,
+//! `Debug` output, status or the table summary.
+//!
 //! Extensions beyond the Gateway API, each announced by a warning when used:
 //! - a backendRef whose name contains a dot and matches no Service is an external `host:port`
 //!   (Service names cannot contain dots, so no Service is shadowed);
@@ -36,7 +42,9 @@ pub mod status;
 mod validate;
 
 pub use backend::SERVICE_NAME_LABEL;
-pub use certificate::{TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, TLS_SECRET_TYPE, load_certificate};
+pub use certificate::{
+    TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, TLS_SECRET_TYPE, certificate_sets, load_certificate,
+};
 pub use compile::{CompileOptions, Compiled, compile};
 pub use dump::table_summary;
 pub use load::{Diagnostic, LoadError, LoadOptions, Loaded, Source, load};

@@ -455,6 +455,19 @@ impl Loader<'_> {
                 for (k, v) in &doc.string_data {
                     data.insert(k.clone(), v.clone().into_bytes());
                 }
+                // core/v1 `ValidateSecret`: a `kubernetes.io/tls` Secret must hold both keys
+                // (values may be empty).
+                if doc.type_.as_deref() == Some(crate::TLS_SECRET_TYPE) {
+                    for k in [crate::TLS_CERT_KEY, crate::TLS_PRIVATE_KEY_KEY] {
+                        if !data.contains_key(k) {
+                            self.error(
+                                &cx,
+                                format!("data[{k}]"),
+                                format!("is required for type {}", crate::TLS_SECRET_TYPE),
+                            );
+                        }
+                    }
+                }
                 let meta = meta_of(&doc.metadata, name, namespace);
                 let spec = Secret { type_: doc.type_, data };
                 self.res.secrets.push(Object {

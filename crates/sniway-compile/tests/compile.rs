@@ -89,3 +89,77 @@ fn status_list_is_a_v1_list_with_gateways_before_routes_and_namespace_filled_in(
     assert_eq!(parent["parentRef"]["kind"], "Gateway");
     assert!(parent["parentRef"].get("namespace").is_none());
 }
+
+const CERT_GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n\
+metadata: {name: g}\nspec:\n  gatewayClassName: sniway\n  listeners:\n  - name: t\n    \
+protocol: TLS\n    port: 8443\n    tls:\n      mode: Terminate\n      certificateRefs: [{name: c}]\n---\n";
+
+/// A `kubernetes.io/tls` Secret named `c` holding a test pair from `tests/testdata/certs`.
+fn cert_secret(pair: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/certs");
+    let read = |ext: &str| std::fs::read_to_string(dir.join(format!("{pair}.{ext}"))).unwrap();
+    let indent = |s: String| s.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: c}}\ntype: kubernetes.io/tls\n\
+         stringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(read("crt")),
+        indent(read("key"))
+    )
+}
+
+fn served_names(c: &Compiled) -> Vec<String> {
+    let sets = sniway_compile::certificate_sets(&c.table);
+    assert_eq!(sets.len(), 1);
+    let set = sets.values().next().unwrap();
+    set.0.iter().flat_map(|c| c.dns_names.iter().map(ToString::to_string)).collect()
+}
+
+#[test]
+fn a_changed_secret_yields_the_new_certificate_and_swaps_into_a_live_listener() {
+    let before = build(&format!("{CERT_GATEWAY}{}", cert_secret("ec256-sec1")), None);
+    let after = build(&format!("{CERT_GATEWAY}{}", cert_secret("ed25519")), None);
+    assert_eq!(served_names(&before), ["bar.example.com"]);
+    assert_eq!(served_names(&after), ["*.example.com", "example.com"]);
+
+    // The data plane keeps the live listener and stores the new set into it: a handshake that
+    // already loaded the old set keeps it, the next one sees the new one.
+    let (_, live) = before.table.sockets[0].listeners.entries()[0];
+    let sniway_model::ListenerMode::Terminate(live) = &live.mode else { panic!("not Terminate") };
+    let in_flight = live.certificates.load_full();
+    for (id, set) in sniway_compile::certificate_sets(&after.table) {
+        assert_eq!(id.to_string(), "default/g/t");
+        live.certificates.store(set);
+    }
+    assert_eq!(
+        in_flight.select(Some("bar.example.com")).unwrap().dns_names[0].to_string(),
+        "bar.example.com"
+    );
+    let now = live.certificates.load();
+    assert_eq!(
+        now.select(Some("x.example.com")).unwrap().dns_names[0].to_string(),
+        "*.example.com"
+    );
+}
+
+#[test]
+fn passthrough_and_terminate_listeners_share_a_socket_and_route_by_sni() {
+    let text = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: g}}\nspec:\n  \
+         gatewayClassName: sniway\n  listeners:\n  - {{name: p, protocol: TLS, port: 443, hostname: \
+         a.example.com, tls: {{mode: Passthrough}}}}\n  - {{name: t, protocol: TLS, port: 443, \
+         hostname: \"*.example.com\", tls: {{certificateRefs: [{{name: c}}]}}}}\n---\n\
+         apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {{name: r}}\nspec:\n  \
+         parentRefs: [{{name: g}}]\n  hostnames: [a.example.com, b.example.com]\n  rules:\n  - \
+         backendRefs: [{{name: ext.example.net, port: 443}}]\n---\n{}",
+        cert_secret("ed25519")
+    );
+    let c = build(&text, None);
+    assert_eq!(c.table.sockets.len(), 1);
+    let mode = |sni: &str| match c.table.sockets[0].lookup(sni) {
+        Lookup::Route { listener, .. } => listener.mode.name(),
+        _ => "none",
+    };
+    assert_eq!(mode("a.example.com"), "Passthrough");
+    assert_eq!(mode("b.example.com"), "Terminate");
+    assert_eq!(mode("c.example.com"), "none");
+}

@@ -236,3 +236,19 @@ fn the_snis_extension_is_accepted_on_v1alpha2_with_a_warning() {
             .contains("spec.rules[0].matches: `matches[].snis` is not part of the Gateway API")
     );
 }
+
+#[test]
+fn a_tls_secret_needs_both_keys_as_the_api_server_requires() {
+    let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n\
+                stringData: {tls.crt: c2VjcmV0LWNlcnQ=}\n";
+    let e = errors(text);
+    assert!(e.contains("data[tls.key]: is required for type kubernetes.io/tls"), "{e}");
+    assert!(!e.contains("c2VjcmV0"), "{e}");
+    // Empty values are admitted (compile reports them on the listener); other types need no keys.
+    try_load(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n\
+         data: {tls.crt: \"\", tls.key: \"\"}\n",
+    )
+    .unwrap();
+    try_load("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: Opaque\n").unwrap();
+}
