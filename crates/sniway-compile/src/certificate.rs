@@ -11,6 +11,20 @@
 //! - a missing object, an unsupported group or kind, or malformed data:
 //!   `ResolvedRefs=False/InvalidCertificateRef`.
 //!
+//! Readings where the Gateway API leaves room (sniway's choices):
+//! - a listener with an unusable reference stays `Accepted=True` (its spec is valid; `Accepted`
+//!   has no certificate reason) with `ResolvedRefs=False`; with no usable certificate at all it
+//!   is `Programmed=False/Invalid` and not served, and the Gateway reports it in
+//!   `ListenersNotValid`; routes still attach to it (`attachedRoutes` counts them), with a
+//!   warning that they are not served there;
+//! - several certificates per listener are implementation-specific: the usable ones are served
+//!   in `certificateRefs` order (the first is the default) even when others are not, so one bad
+//!   Secret does not take down the names the others cover; `ResolvedRefs=False` still names
+//!   every unusable reference;
+//! - only `certificateRefs` provide certificates: a Terminate listener with `tls.options` alone
+//!   has none;
+//! - certificate validity dates are not checked (compile reads no clock); clients do that.
+//!
 //! Key material never leaves this module: messages name the Secret and the problem, never its
 //! content, and parser errors (which may quote input lines) are replaced by fixed descriptions.
 
@@ -477,6 +491,13 @@ mod tests {
         let one = format!("{c:?}");
         let d = format!("{one} {:?}", CertificateSet(vec![c]));
         assert!(!d.contains("PRIVATE") && !d.contains("key:"), "{d}");
+    }
+
+    #[test]
+    fn a_certificate_without_subject_alt_name_has_no_dns_names() {
+        let ca = include_str!("../tests/testdata/certs/ca.crt");
+        let der = CertificateDer::from_pem_slice(ca.as_bytes()).unwrap();
+        assert_eq!(leaf_dns_names(&der), Some(vec![]));
     }
 
     #[test]
