@@ -248,4 +248,14 @@ mod tests {
         assert_eq!((e.side(), e.reason()), (Side::Backend, "connect"));
         assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
     }
+
+    #[test]
+    fn failed_handshakes_blame_the_client_with_their_own_reasons() {
+        let e = ConnError::TlsHandshake(io::Error::new(io::ErrorKind::InvalidData, "no version"));
+        assert_eq!((e.side(), e.reason()), (Side::Client, "tls_handshake"));
+        let e = ConnError::TlsHandshakeTimeout(std::time::Duration::from_secs(10));
+        assert_eq!((e.side(), e.reason()), (Side::Client, "tls_handshake_timeout"));
+        let e = ConnError::NoCertificate { listener: "ns/gw/l".into() };
+        assert_eq!((e.side(), e.reason()), (Side::Config, "no_certificate"));
+    }
 }

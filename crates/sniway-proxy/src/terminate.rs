@@ -45,9 +45,9 @@
 //!   [`RELAY_BUFFER`] buffer while data flows, released when a read would block; rustls encrypts
 //!   into its own bounded send buffer, flushed whenever the backend has nothing more to give.
 //!
-//! So an idle terminated connection holds two sockets, a few counters and the rustls session,
-//! whose own buffers are empty or near it between records (the record deframer keeps the
-//! capacity it last grew to, at most one record, about 16 KiB).
+//! So an idle terminated connection holds two sockets, a few counters and the rustls session
+//! (keys and state, a few KiB), whose plaintext and ciphertext queues are empty between bursts;
+//! its record read buffer is shrunk back to 4 KiB by rustls when it holds no partial record.
 //!
 //! Half-close: the client's `close_notify` (or its TCP FIN without one, which rustls reports as
 //! an unexpected end of stream and is treated as an end of stream here, like a FIN in
@@ -366,5 +366,56 @@ impl Down {
                 Err(e) => return Poll::Ready(Err(ConnError::BackendIo(e))),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sniway_model::CertificateSet;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[test]
+    fn the_server_config_is_built_once_per_listener_and_the_ticketer_once_per_process() {
+        let a = Arc::new(TerminateConfig::new(CertificateSet::default()));
+        let b = Arc::new(TerminateConfig::new(CertificateSet::default()));
+        let a1 = server_config(&a).expect("config");
+        let a2 = server_config(&a).expect("config");
+        let b1 = server_config(&b).expect("config");
+        assert!(Arc::ptr_eq(&a1, &a2));
+        assert!(!Arc::ptr_eq(&a1, &b1));
+        assert!(Arc::ptr_eq(&a1.ticketer, &b1.ticketer));
+        assert!(a1.ticketer.enabled());
+        assert!(a1.alpn_protocols.is_empty());
+        assert_eq!(a1.max_early_data_size, 0);
+    }
+
+    #[test]
+    fn a_listener_config_is_freed_with_its_server_config() {
+        let cfg = Arc::new(TerminateConfig::new(CertificateSet::default()));
+        let server = server_config(&cfg).expect("config");
+        let weak = Arc::downgrade(&cfg);
+        drop(cfg);
+        assert!(weak.upgrade().is_none(), "the resolver keeps the listener alive");
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn prefixed_reads_the_prefix_then_the_stream_and_writes_through() {
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut p = Prefixed::new(b"hello ".to_vec(), ours);
+        theirs.write_all(b"world").await.expect("write");
+        let mut buf = [0u8; 4];
+        let n = p.read(&mut buf).await.expect("read");
+        assert_eq!(&buf[..n], b"hell");
+        let mut rest = [0u8; 7];
+        p.read_exact(&mut rest).await.expect("read");
+        assert_eq!(&rest, b"o world");
+        assert!(p.prefix.is_empty() && p.prefix.capacity() == 0, "prefix freed");
+        p.write_all(b"back").await.expect("write");
+        let mut back = [0u8; 4];
+        theirs.read_exact(&mut back).await.expect("read");
+        assert_eq!(&back, b"back");
     }
 }

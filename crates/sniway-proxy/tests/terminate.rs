@@ -248,24 +248,50 @@ async fn a_tls10_only_client_gets_no_server_hello() {
     assert!(seen.try_recv().is_err(), "the backend was reached");
 }
 
-/// FNV-1a over 64-bit words (the tail byte by byte).
-#[derive(Clone, Copy)]
-struct Checksum(u64);
+/// FNV-1a over the stream's 64-bit words (the last partial word at the end), whatever the read
+/// and write boundaries.
+struct Checksum {
+    hash: u64,
+    partial: Vec<u8>,
+}
 
 impl Checksum {
+    const PRIME: u64 = 0x0100_0000_01b3;
+
     fn new() -> Self {
-        Checksum(0xcbf2_9ce4_8422_2325)
+        Checksum { hash: 0xcbf2_9ce4_8422_2325, partial: Vec::with_capacity(8) }
     }
 
-    fn update(&mut self, data: &[u8]) {
+    fn word(&mut self, w: &[u8]) {
+        let mut b = [0u8; 8];
+        b[..w.len()].copy_from_slice(w);
+        self.hash = (self.hash ^ u64::from_le_bytes(b)).wrapping_mul(Self::PRIME);
+    }
+
+    fn update(&mut self, mut data: &[u8]) {
+        if !self.partial.is_empty() {
+            let take = (8 - self.partial.len()).min(data.len());
+            self.partial.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.partial.len() < 8 {
+                return;
+            }
+            let w = std::mem::take(&mut self.partial);
+            self.word(&w);
+        }
         let mut words = data.chunks_exact(8);
         for w in &mut words {
-            self.0 =
-                (self.0 ^ u64::from_le_bytes(w.try_into().unwrap())).wrapping_mul(0x0100_0000_01b3);
+            self.word(w);
         }
-        for b in words.remainder() {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        self.partial.extend_from_slice(words.remainder());
+    }
+
+    fn finish(mut self) -> u64 {
+        let w = std::mem::take(&mut self.partial);
+        if !w.is_empty() {
+            self.word(&w);
         }
+        self.hash
     }
 }
 
@@ -298,7 +324,7 @@ async fn sixty_four_mib_echo_through_a_terminated_connection() {
             sent += n;
         }
         w.shutdown().await.expect("close_notify");
-        sum.0
+        sum.finish()
     });
     let read = async {
         let mut sum = Checksum::new();
@@ -312,7 +338,7 @@ async fn sixty_four_mib_echo_through_a_terminated_connection() {
             sum.update(&buf[..n]);
             got += n;
         }
-        (got, sum.0)
+        (got, sum.finish())
     };
     let (got, received) =
         tokio::time::timeout(Duration::from_secs(120), read).await.expect("echo in time");
@@ -448,4 +474,34 @@ async fn an_unreachable_backend_after_the_handshake_gets_a_close_notify() {
         .expect("closed in time")
         .expect("close_notify");
     assert!(buf.is_empty(), "{buf:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_closes_first_sends_close_notify_and_still_receives() {
+    let ca = TestCa::new("test CA");
+    // Greets, closes its write side, then reads to the end and reports.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let backend = listener.local_addr().expect("addr");
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else { return };
+        s.write_all(b"bye\n").await.expect("greet");
+        s.shutdown().await.expect("FIN");
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got).await;
+        let _ = tx.send(got);
+    });
+    let (p, _, _) = terminate_gateway(&ca, backend, ProxyConfig::default()).await;
+
+    let mut tls = tls_connect(p.addr, HOST, &client_config(&ca.der())).await;
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, tls.read_to_end(&mut got))
+        .await
+        .expect("in time")
+        .expect("close_notify after the greeting");
+    assert_eq!(got, b"bye\n");
+    tls.write_all(b"after the backend closed").await.expect("write");
+    tls.shutdown().await.expect("shutdown");
+    let got = tokio::time::timeout(WAIT, seen.recv()).await.expect("in time").expect("record");
+    assert_eq!(got, b"after the backend closed");
 }
