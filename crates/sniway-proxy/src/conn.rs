@@ -51,6 +51,7 @@ pub(crate) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
     };
     match mode {
         ListenerMode::Terminate(cfg) => terminate(stream, detected, &route, cfg, config).await,
+        // `find_route` refuses any mode this data plane does not serve.
         _ => passthrough(stream, detected, &route, config).await,
     }
 }
@@ -98,8 +99,8 @@ async fn terminate(
     let mut tls = match handshake {
         Ok(tls) => tls,
         Err(e) => {
-            tracing::debug!(reason = e.reason(), side = e.side().as_str(), error = %e,
-                "handshake failed");
+            let (reason, side) = (e.reason(), e.side().as_str());
+            tracing::debug!(reason, side, error = %e, "handshake failed");
             return;
         }
     };
