@@ -118,7 +118,12 @@ fn check_reads_manifests_from_stdin_with_the_given_namespace() {
 
 #[test]
 fn every_bundled_example_loads_and_every_route_is_accepted_with_resolved_refs() {
-    for dir in ["examples/demo", "examples/fsm-passthrough", "examples/tlsroute-guide"] {
+    for dir in [
+        "examples/demo",
+        "examples/fsm-passthrough",
+        "examples/tlsroute-guide",
+        "examples/tls-routing",
+    ] {
         let list = check_json(&["-f", &repo_file(dir)], None);
         let items = list["items"].as_array().unwrap();
         assert!(items.iter().any(|i| i["kind"] == "TLSRoute"), "{dir}: no route");

@@ -7,3 +7,4 @@ mod clients;
 mod rejects;
 mod routing;
 mod support;
+mod terminate;

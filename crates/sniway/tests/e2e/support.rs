@@ -264,3 +264,88 @@ pub async fn read_all_until_closed(
 }
 
 pub use backend::Reply as BackendReply;
+
+/// A `kubernetes.io/tls` Secret holding `leaf`, with its data base64-encoded under `data` (as
+/// `kubectl create secret tls --dry-run=client -o yaml` writes it) or as plain `stringData`.
+pub fn tls_secret(name: &str, leaf: &sniway::demo::pki::Leaf, string_data: bool) -> String {
+    use base64::Engine;
+    let indent = |pem: &str| pem.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    if string_data {
+        format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+            indent(&leaf.cert_pem),
+            indent(&leaf.key_pem)
+        )
+    } else {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+            b64(&leaf.cert_pem),
+            b64(&leaf.key_pem)
+        )
+    }
+}
+
+/// A Gateway with TLS listeners on one port: (listener name, hostname, mode, certificate Secret).
+pub fn tls_gateway(
+    name: &str,
+    port: u16,
+    listeners: &[(&str, &str, &str, Option<&str>)],
+) -> String {
+    let mut out = format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: {name}\nspec:\n  gatewayClassName: sniway\n  listeners:\n"
+    );
+    for (lname, host, mode, secret) in listeners {
+        out.push_str(&format!(
+            "  - name: {lname}\n    protocol: TLS\n    port: {port}\n    hostname: \"{host}\"\n    tls:\n      mode: {mode}\n"
+        ));
+        if let Some(s) = secret {
+            out.push_str(&format!("      certificateRefs:\n      - name: {s}\n"));
+        }
+    }
+    out
+}
+
+/// A plain TCP backend that records the first bytes of each connection it receives, optionally
+/// greets first (a server-speaks-first protocol), then echoes everything and half-closes after
+/// the client does.
+pub struct PlainBackend {
+    pub addr: SocketAddr,
+    pub first_bytes: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+pub async fn plain_backend(greeting: Option<&'static str>) -> PlainBackend {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let first_bytes = Arc::new(Mutex::new(Vec::new()));
+    let seen = first_bytes.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = s.into_split();
+                if let Some(g) = greeting {
+                    let _ = wr.write_all(g.as_bytes()).await;
+                }
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut first = true;
+                loop {
+                    match rd.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if first {
+                                seen.lock().unwrap().push(buf[..n.min(16)].to_vec());
+                                first = false;
+                            }
+                            if wr.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = wr.shutdown().await;
+            });
+        }
+    });
+    PlainBackend { addr, first_bytes }
+}
