@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// Most connections served at once; further ones wait in the accept queue.
     #[arg(long, default_value_t = 100_000)]
     pub max_connections: usize,
+    /// Data-plane threads (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
 }
 
 /// Output formats of `check`.

@@ -20,12 +20,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         hello_timeout: args.hello_timeout,
         connect_timeout: args.connect_timeout,
         max_connections: args.max_connections,
-        ..ProxyConfig::default()
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.workers {
+        builder.worker_threads(usize::from(n));
+    }
+    let runtime = builder.enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let routes = table.route_count();
         let proxy = Proxy::bind(Arc::new(table), config).await?;
