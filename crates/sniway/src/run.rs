@@ -20,6 +20,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         hello_timeout: args.hello_timeout,
         connect_timeout: args.connect_timeout,
         max_connections: args.max_connections,
+        ..ProxyConfig::default()
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.workers {
