@@ -51,6 +51,9 @@ pub struct RunArgs {
     /// Longest wait for a complete ClientHello (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub hello_timeout: Duration,
+    /// Longest wait for a Terminate listener's TLS handshake, after the ClientHello.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
     /// Longest wait to connect to a backend.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,

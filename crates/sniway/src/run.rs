@@ -19,8 +19,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let config = ProxyConfig {
         hello_timeout: args.hello_timeout,
         connect_timeout: args.connect_timeout,
+        handshake_timeout: args.handshake_timeout,
         max_connections: args.max_connections,
-        ..ProxyConfig::default()
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.workers {
