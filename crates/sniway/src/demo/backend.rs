@@ -1,5 +1,6 @@
-//! Built-in TLS backends: real rustls servers on loopback that say who they are. `sniway demo`
-//! routes to them, and the end-to-end tests use them as the far side of the gateway.
+//! Built-in backends: real rustls servers (or plain TCP servers) on loopback that say who they
+//! are. `sniway demo` routes to them, and the end-to-end tests use them as the far side of the
+//! gateway.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rustls::ServerConfig;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -54,6 +55,20 @@ pub fn server_config(leaf: &Leaf) -> Result<Arc<ServerConfig>> {
 /// Starts a TLS backend named `name` on `bind` (port 0 picks a free port).
 pub async fn start(name: &str, bind: SocketAddr, leaf: &Leaf, reply: Reply) -> Result<TlsBackend> {
     let acceptor = TlsAcceptor::from(server_config(leaf)?);
+    spawn(name, bind, Some(acceptor), reply).await
+}
+
+/// Starts a plain TCP backend (no TLS) named `name` on `bind`, for terminated routes.
+pub async fn start_plain(name: &str, bind: SocketAddr, reply: Reply) -> Result<TlsBackend> {
+    spawn(name, bind, None, reply).await
+}
+
+async fn spawn(
+    name: &str,
+    bind: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    reply: Reply,
+) -> Result<TlsBackend> {
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding backend {name} on {bind}"))?;
@@ -77,13 +92,31 @@ pub async fn start(name: &str, bind: SocketAddr, leaf: &Leaf, reply: Reply) -> R
     Ok(TlsBackend { name: name.to_string(), addr, task })
 }
 
-async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, name: &str, reply: Reply) -> Result<()> {
+async fn serve(
+    tcp: TcpStream,
+    acceptor: Option<TlsAcceptor>,
+    name: &str,
+    reply: Reply,
+) -> Result<()> {
     tcp.set_nodelay(true)?;
+    let Some(acceptor) = acceptor else {
+        return answer(tcp, name, "over plain TCP", reply).await;
+    };
     let tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
         .await
         .context("handshake timed out")??;
     let sni = tls.get_ref().1.server_name().unwrap_or("-").to_string();
-    let (rd, mut wr) = tokio::io::split(tls);
+    answer(tls, name, &sni, reply).await
+}
+
+/// Answers one connection; `sni` is what the backend saw of the name (for replies).
+async fn answer<S: AsyncRead + AsyncWrite>(
+    stream: S,
+    name: &str,
+    sni: &str,
+    reply: Reply,
+) -> Result<()> {
+    let (rd, mut wr) = tokio::io::split(stream);
     match reply {
         Reply::Echo => {
             let mut rd = rd;

@@ -1,5 +1,6 @@
-//! `sniway demo`: two built-in TLS backends on loopback, a gateway in front of them serving the
-//! manifests in `examples/demo/demo.yaml`, a check of each route, then commands to try.
+//! `sniway demo`: built-in backends on loopback (two TLS servers and one plain TCP server), a
+//! gateway in front of them serving the manifests in `examples/demo/demo.yaml` (a passthrough
+//! and a terminate listener on one port), a check of each route, then commands to try.
 
 pub mod backend;
 pub mod client;
@@ -19,9 +20,23 @@ use crate::cli::DemoArgs;
 /// The demo's manifests, shipped in `examples/demo/demo.yaml`.
 pub const DEMO_MANIFESTS: &str = include_str!("../../../../examples/demo/demo.yaml");
 
+/// The demo CA and backend certificates, shipped in `examples/demo/certs/` (example keys).
+mod certs {
+    pub const CA: &str = include_str!("../../../../examples/demo/certs/ca.crt");
+    pub const FOO: (&str, &str) = (
+        include_str!("../../../../examples/demo/certs/foo.crt"),
+        include_str!("../../../../examples/demo/certs/foo.key"),
+    );
+    pub const BAR: (&str, &str) = (
+        include_str!("../../../../examples/demo/certs/bar.crt"),
+        include_str!("../../../../examples/demo/certs/bar.key"),
+    );
+}
+
 const GATEWAY: &str = "127.0.0.1:8443";
 const FOO: &str = "127.0.0.1:9441";
 const BAR: &str = "127.0.0.1:9442";
+const PLAIN: &str = "127.0.0.1:9480";
 
 /// Runs the demo.
 pub fn demo(args: DemoArgs) -> Result<ExitCode> {
@@ -33,11 +48,11 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
 }
 
 async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
-    let pki = pki::Pki::new("sniway demo CA")?;
-    let foo_leaf = pki.leaf(&["foo.example.com", "*.shop.example.com"])?;
-    let bar_leaf = pki.leaf(&["bar.example.com", "*.shop.example.com"])?;
+    let foo_leaf = pki::Leaf::from_pem(certs::FOO.0, certs::FOO.1)?;
+    let bar_leaf = pki::Leaf::from_pem(certs::BAR.0, certs::BAR.1)?;
     let _foo = backend::start("foo", FOO.parse()?, &foo_leaf, backend::Reply::Demo).await?;
     let _bar = backend::start("bar", BAR.parse()?, &bar_leaf, backend::Reply::Demo).await?;
+    let _plain = backend::start_plain("plain", PLAIN.parse()?, backend::Reply::Demo).await?;
 
     let sources = [Source { name: "examples/demo/demo.yaml".into(), text: DEMO_MANIFESTS.into() }];
     let loaded =
@@ -60,11 +75,13 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
     let dir = std::env::temp_dir().join("sniway-demo");
     std::fs::create_dir_all(&dir)?;
     let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, pki.ca_pem())?;
+    std::fs::write(&ca_path, certs::CA)?;
 
     println!("sniway demo");
-    println!("  backends: foo on {FOO}, bar on {BAR} (TLS, certificates from a demo CA)");
-    println!("  gateway:  {GATEWAY}, TLS passthrough, routes from examples/demo/demo.yaml");
+    println!("  backends: foo on {FOO} and bar on {BAR} (TLS), plain on {PLAIN} (plain TCP)");
+    println!("  gateway:  {GATEWAY}, routes from examples/demo/demo.yaml:");
+    println!("            passthrough for foo, bar and *.shop (the backend's own certificate),");
+    println!("            terminate for secure.example.com (the gateway's certificate)");
     println!();
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -75,7 +92,12 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
         Duration::from_secs(5),
     ));
 
-    let config = client::client_config(pki.ca_der())?;
+    let ca = {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        CertificateDer::from_pem_slice(certs::CA.as_bytes())
+            .map_err(|e| anyhow::anyhow!("demo CA: {e}"))?
+    };
+    let config = client::client_config(ca)?;
     let mut ok = true;
     let checks = [
         ("foo.example.com", Some("foo")),
@@ -83,6 +105,7 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
         ("www.shop.example.com", None),
         ("cart.shop.example.com", None),
         ("api.shop.example.com", None),
+        ("secure.example.com", Some("plain")),
         ("unknown.example.com", None),
     ];
     println!("Routing, seen by a TLS client that verifies the backend's certificate:");
@@ -110,8 +133,8 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
     let ca = ca_path.display();
     println!("  curl --cacert {ca} https://foo.example.com:8443/ \\");
     println!("       --connect-to foo.example.com:8443:127.0.0.1:8443");
-    println!("  curl --cacert {ca} https://bar.example.com:8443/ \\");
-    println!("       --connect-to bar.example.com:8443:127.0.0.1:8443");
+    println!("  curl --cacert {ca} https://secure.example.com:8443/ \\");
+    println!("       --connect-to secure.example.com:8443:127.0.0.1:8443");
     println!(
         "  openssl s_client -connect {GATEWAY} -servername foo.example.com -CAfile {ca}   # then type a line"
     );

@@ -26,6 +26,16 @@ pub struct Leaf {
 }
 
 impl Leaf {
+    /// A leaf from PEM text: the certificate and its PKCS#8 private key.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| anyhow::anyhow!("certificate PEM: {e}"))?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|_| anyhow::anyhow!("private key PEM: not a PKCS#8 key"))?;
+        Ok(Self { cert, cert_pem: cert_pem.to_string(), key, key_pem: key_pem.to_string() })
+    }
+
     /// The certificate chain and key for a rustls server.
     pub fn for_rustls(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         (vec![self.cert.clone()], PrivateKeyDer::Pkcs8(self.key.clone_key()))

@@ -21,7 +21,7 @@ fn check_prints_a_v1_list_with_the_status_of_every_gateway_and_route() {
     assert_eq!(list["kind"], "List");
     let items = list["items"].as_array().unwrap();
     let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["Gateway", "TLSRoute", "TLSRoute", "TLSRoute"]);
+    assert_eq!(kinds, ["Gateway", "TLSRoute", "TLSRoute", "TLSRoute", "TLSRoute"]);
     let gw = &items[0];
     let accepted = gw["status"]["conditions"]
         .as_array()
@@ -31,6 +31,13 @@ fn check_prints_a_v1_list_with_the_status_of_every_gateway_and_route() {
         .unwrap();
     assert_eq!(accepted["status"], "True");
     assert_eq!(gw["status"]["listeners"][0]["attachedRoutes"], 3);
+    assert_eq!(gw["status"]["listeners"][1]["name"], "secure");
+    assert_eq!(gw["status"]["listeners"][1]["attachedRoutes"], 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("PRIVATE KEY") && !text.contains("tls.key"),
+        "key material in check output"
+    );
     for route in &items[1..] {
         assert_eq!(route["status"]["parents"][0]["controllerName"], "sniway.io/gateway-controller");
     }
@@ -72,6 +79,9 @@ fn demo_shows_each_route_reaching_its_backend() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("foo answered foo.example.com"), "{stdout}");
     assert!(stdout.contains("bar answered bar.example.com"), "{stdout}");
+    let secure = stdout.lines().find(|l| l.trim_start().starts_with("secure.example.com")).unwrap();
+    assert!(secure.contains("plain answered over plain TCP"), "{stdout}");
+    assert!(secure.contains("CN=secure.example.com"), "{stdout}");
     assert!(stdout.contains("closed by the gateway"), "{stdout}");
     assert!(stdout.contains("--connect-to foo.example.com:8443:127.0.0.1:8443"), "{stdout}");
 }
