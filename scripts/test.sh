@@ -17,3 +17,6 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The benchmark still runs (tiny counts, sniway and a direct reference; never judges speed).
+bash bench/compare.sh --smoke

@@ -3,8 +3,11 @@
 //! Each first skips one TLS record (the ClientHello the gateway replays: a 5-byte header and its
 //! length), then:
 //! - echo: writes back every byte until the client's end of stream, then closes;
-//! - sink: reads until end of stream, then writes the byte count (u64, big-endian) and closes;
-//! - source: writes a fixed pattern until the client's end of stream, then closes.
+//! - sink: reads frames of a flag byte and, while the flag is 1, [`CHUNK`] bytes; at flag 0 it
+//!   writes the byte count (u64, big-endian) and closes;
+//! - source: writes a fixed pattern until the client sends any byte (or ends), then closes.
+//!
+//! Neither bulk protocol needs half-close: some proxies close both directions on the first FIN.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -96,14 +99,15 @@ async fn handle(mut s: TcpStream, kind: Kind) -> io::Result<()> {
             }
         }
         Kind::Sink => {
-            let mut buf = vec![0u8; CHUNK];
+            let mut buf = vec![0u8; CHUNK + 1];
             let mut total = 0u64;
             loop {
-                let n = s.read(&mut buf).await?;
-                if n == 0 {
+                s.read_exact(&mut buf[..1]).await?;
+                if buf[0] == 0 {
                     break;
                 }
-                total += n as u64;
+                s.read_exact(&mut buf[1..]).await?;
+                total += CHUNK as u64;
             }
             s.write_all(&total.to_be_bytes()).await?;
         }
@@ -112,12 +116,8 @@ async fn handle(mut s: TcpStream, kind: Kind) -> io::Result<()> {
             let done = Arc::new(AtomicBool::new(false));
             let d = Arc::clone(&done);
             let reader = tokio::spawn(async move {
-                let mut b = [0u8; 512];
-                while let Ok(n) = r.read(&mut b).await {
-                    if n == 0 {
-                        break;
-                    }
-                }
+                let mut b = [0u8; 1];
+                let _ = r.read(&mut b).await;
                 d.store(true, Ordering::Relaxed);
             });
             let data = pattern();

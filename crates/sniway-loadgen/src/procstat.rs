@@ -40,6 +40,18 @@ pub fn mem_available_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Memory of all TCP sockets' buffers, in KiB (`mem` pages in /proc/net/sockstat's TCP line).
+pub fn tcp_mem_kib() -> u64 {
+    let Ok(s) = fs::read_to_string("/proc/net/sockstat") else { return 0 };
+    let Some(line) = s.lines().find(|l| l.starts_with("TCP:")) else { return 0 };
+    let f: Vec<&str> = line.split_whitespace().collect();
+    f.iter()
+        .position(|w| *w == "mem")
+        .and_then(|i| f.get(i + 1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4)
+}
+
 fn field_kib(text: &str, name: &str) -> Option<u64> {
     text.lines()
         .find(|l| l.starts_with(name))

@@ -307,13 +307,15 @@ async fn upload(
     max: u64,
 ) -> io::Result<u64> {
     let mut s = open(c, kind, hello).await?;
-    let data = crate::backends::pattern();
+    // Frames: flag 1 and CHUNK bytes; flag 0 ends (see backends.rs).
+    let mut data = vec![1u8];
+    data.extend(crate::backends::pattern());
     let mut sent = 0u64;
     while Instant::now() < deadline && sent < max {
         bounded(tokio::time::timeout(OP_TIMEOUT, s.write_all(&data)).await)?;
-        sent += data.len() as u64;
+        sent += CHUNK as u64;
     }
-    s.shutdown().await?;
+    s.write_all(&[0]).await?;
     let mut count = [0u8; 8];
     bounded(tokio::time::timeout(OP_TIMEOUT, s.read_exact(&mut count)).await)?;
     let got = u64::from_be_bytes(count);
@@ -340,8 +342,8 @@ async fn download(
         }
         got += n as u64;
     }
-    // Ask the source to stop, then count what was already in flight.
-    s.shutdown().await?;
+    // Ask the source to stop, then count what was already in flight until it closes.
+    s.write_all(&[0]).await?;
     loop {
         let n = bounded(tokio::time::timeout(OP_TIMEOUT, s.read(&mut buf)).await)?;
         if n == 0 {
@@ -361,6 +363,7 @@ pub async fn idle(c: Common, connections: usize, settle: Duration) -> Value {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (rss0, pss0) = procstat::rss_pss_kib(&c.proxy_pid);
     let avail0 = procstat::mem_available_kib();
+    let tcp0 = procstat::tcp_mem_kib();
     let deadline = c.deadline();
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -405,6 +408,7 @@ pub async fn idle(c: Common, connections: usize, settle: Duration) -> Value {
     tokio::time::sleep(settle).await;
     let (rss1, pss1) = procstat::rss_pss_kib(&c.proxy_pid);
     let avail1 = procstat::mem_available_kib();
+    let tcp1 = procstat::tcp_mem_kib();
     let n = held.len();
     drop(held);
     let per = |a: u64, b: u64| {
@@ -423,7 +427,10 @@ pub async fn idle(c: Common, connections: usize, settle: Duration) -> Value {
         m.insert("rss_kib_per_conn".into(), per(rss0, rss1));
         m.insert("pss_kib_per_conn".into(), per(pss0, pss1));
     }
+    // MemAvailable counts everything on the machine (noisy when other work runs); sockstat
+    // counts only TCP socket buffers.
     m.insert("sys_kib_per_conn".into(), per(avail1, avail0));
+    m.insert("tcp_buffers_kib_per_conn".into(), per(tcp0, tcp1));
     // Let the peers see the closes before the next run measures anything.
     tokio::time::sleep(Duration::from_millis(500)).await;
     Value::Object(m)
