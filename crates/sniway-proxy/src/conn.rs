@@ -45,12 +45,17 @@ pub(crate) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
         tracing::debug!(error = %e, "setting TCP_NODELAY on the client socket");
     }
 
-    let (detected, route, mode) = match route(&mut stream, table, socket, config).await {
+    // The phases before the relay (hello deadline, buffers, connect) and the Terminate path
+    // (rustls state) are boxed: a task's future is as large as its largest state, and the state
+    // a long-lived passthrough connection sits in should hold only the relay.
+    let (detected, route, mode) = match Box::pin(route(&mut stream, table, socket, config)).await {
         Ok(ok) => ok,
         Err(e) => return refused(&e),
     };
     match mode {
-        ListenerMode::Terminate(cfg) => terminate(stream, detected, &route, cfg, config).await,
+        ListenerMode::Terminate(cfg) => {
+            Box::pin(terminate(stream, detected, &route, cfg, config)).await;
+        }
         // `find_route` refuses any mode this data plane does not serve.
         _ => passthrough(stream, detected, &route, config).await,
     }
@@ -63,7 +68,7 @@ fn refused(e: &ConnError) {
 /// Passthrough: connect, replay the buffered bytes, relay the encrypted stream.
 async fn passthrough(stream: TcpStream, detected: Detected, route: &Route, config: &ProxyConfig) {
     let Connected { stream: backend_stream, addr, backend } =
-        match upstream::connect(route, config.connect_timeout).await {
+        match Box::pin(upstream::connect(route, config.connect_timeout)).await {
             Ok(c) => c,
             Err(e) => return refused(&e),
         };
