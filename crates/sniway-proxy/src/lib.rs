@@ -49,6 +49,7 @@ pub mod detect;
 pub mod error;
 mod listener;
 pub mod relay;
+mod splice;
 pub mod terminate;
 pub mod upstream;
 

@@ -17,22 +17,26 @@
 //!
 //! `tokio::io::copy_bidirectional` keeps an 8 KiB buffer per direction for the whole life of the
 //! connection. Here a direction waits for readability with no buffer at all; once the socket is
-//! readable it allocates a [`RELAY_BUFFER`] buffer, copies until a read would block, then drops
-//! the buffer before waiting again. So an idle connection holds only its two sockets and a few
-//! counters, and a busy one holds at most one buffer per direction. The cost is one allocation
-//! per burst of data, small next to the system calls that move it.
+//! readable it reads into the worker thread's [`RELAY_BUFFER`] scratch buffer and writes the bytes
+//! out at once. Only when the destination cannot take them all does the tail get a buffer of its
+//! own, held until it is written. So an idle connection holds only its two sockets and a few
+//! counters, and the common path allocates (and zeroes) nothing per burst. A read that fills the
+//! scratch buffer moves the rest of its burst with splice(2) through a pooled pipe
+//! ([`crate::splice`]), without copying through userspace.
 //!
 //! Order: each direction reads a chunk and writes all of it before reading the next, so no byte
 //! is lost or reordered.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use crate::error::ConnError;
+use crate::splice::{Burst, SpliceError};
 
 /// Buffer size per direction while data flows.
 pub const RELAY_BUFFER: usize = 32 * 1024;
@@ -60,8 +64,9 @@ pub async fn relay(
         up.fetch_add(replay.len() as u64, Ordering::Relaxed);
         drop(replay);
 
-        let c2b = copy_one_way(client, backend, &up);
-        let b2c = copy_one_way(backend, client, &down);
+        let (c2b_end, b2c_end) = (AtomicBool::new(false), AtomicBool::new(false));
+        let c2b = copy_one_way(client, backend, &up, &c2b_end, &b2c_end);
+        let b2c = copy_one_way(backend, client, &down, &b2c_end, &c2b_end);
         tokio::pin!(c2b, b2c);
         let (mut c2b_done, mut b2c_done) = (false, false);
         while !(c2b_done && b2c_done) {
@@ -108,32 +113,108 @@ impl DirError {
     }
 }
 
-/// Copies `src` to `dst` until `src` ends, then shuts down `dst`'s write half.
-async fn copy_one_way(src: &TcpStream, dst: &TcpStream, count: &AtomicU64) -> Result<(), DirError> {
+/// Copies `src` to `dst` until `src` ends, then shuts down `dst`'s write half (or, when
+/// `other_done` says the opposite direction has already ended, leaves the FIN to the close that
+/// follows at once: one system call less per connection).
+///
+/// Each read goes into the worker thread's scratch buffer and is written out at once; only bytes
+/// the destination cannot take yet are copied into a buffer of their own while waiting. A read
+/// that fills the scratch buffer means a bulk transfer: the rest of that burst moves with
+/// splice(2) ([`crate::splice`]) when available.
+async fn copy_one_way(
+    src: &TcpStream,
+    dst: &TcpStream,
+    count: &AtomicU64,
+    done: &AtomicBool,
+    other_done: &AtomicBool,
+) -> Result<(), DirError> {
+    let mut use_splice = crate::splice::enabled();
     loop {
         // Idle: no buffer is held across this await.
         src.readable().await.map_err(DirError::Read)?;
-        let mut buf = vec![0u8; RELAY_BUFFER];
         loop {
-            match src.try_read(&mut buf) {
-                Ok(0) => {
+            match SCRATCH.with_borrow_mut(|buf| read_and_write(src, dst, buf))? {
+                Step::Eof => {
+                    done.store(true, Ordering::Release);
+                    if other_done.load(Ordering::Acquire) {
+                        return Ok(());
+                    }
                     return shutdown_write(dst).map_err(DirError::Write);
                 }
-                Ok(n) => {
-                    write_all(dst, &buf[..n]).await.map_err(DirError::Write)?;
+                Step::Drained => break,
+                Step::Again => continue,
+                Step::Wrote(n) => {
                     count.fetch_add(n as u64, Ordering::Relaxed);
-                    // `try_read`/`try_write` do not take part in tokio's cooperative budget; yield
-                    // when it runs out so a fast stream cannot starve the other direction or
-                    // other connections on this worker.
-                    tokio::task::coop::consume_budget().await;
+                    if n == RELAY_BUFFER && use_splice {
+                        match crate::splice::burst(src, dst, count).await {
+                            Ok(Burst::Drained) => break,
+                            Ok(Burst::Eof) => {
+                                done.store(true, Ordering::Release);
+                                if other_done.load(Ordering::Acquire) {
+                                    return Ok(());
+                                }
+                                return shutdown_write(dst).map_err(DirError::Write);
+                            }
+                            Ok(Burst::Unavailable) => use_splice = false,
+                            Err(SpliceError::Read(e)) => return Err(DirError::Read(e)),
+                            Err(SpliceError::Write(e)) => return Err(DirError::Write(e)),
+                        }
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(DirError::Read(e)),
+                Step::Pending(rest, n) => {
+                    write_all(dst, &rest).await.map_err(DirError::Write)?;
+                    count.fetch_add(n as u64, Ordering::Relaxed);
+                }
             }
+            // `try_read`/`try_write` do not take part in tokio's cooperative budget; yield when it
+            // runs out so a fast stream cannot starve the other direction or other connections
+            // on this worker.
+            tokio::task::coop::consume_budget().await;
         }
-        // `buf` is dropped here, before waiting for more data.
     }
+}
+
+thread_local! {
+    /// Each worker thread's read buffer; borrowed only within one synchronous step.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; RELAY_BUFFER].into_boxed_slice());
+}
+
+/// One synchronous step of a direction.
+enum Step {
+    /// End of stream from the source.
+    Eof,
+    /// The source would block: wait for readability again.
+    Drained,
+    /// Interrupted: try again.
+    Again,
+    /// `n` bytes read and all written.
+    Wrote(usize),
+    /// `n` bytes read; the destination could not take the tail, copied out here.
+    Pending(Vec<u8>, usize),
+}
+
+/// Reads once into `buf` and writes what it can without waiting.
+fn read_and_write(src: &TcpStream, dst: &TcpStream, buf: &mut [u8]) -> Result<Step, DirError> {
+    let n = match src.try_read(buf) {
+        Ok(0) => return Ok(Step::Eof),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Drained),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Step::Again),
+        Err(e) => return Err(DirError::Read(e)),
+    };
+    let mut off = 0;
+    while off < n {
+        match dst.try_write(&buf[off..n]) {
+            Ok(0) => return Err(DirError::Write(io::ErrorKind::WriteZero.into())),
+            Ok(k) => off += k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok(Step::Pending(buf[off..n].to_vec(), n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DirError::Write(e)),
+        }
+    }
+    Ok(Step::Wrote(n))
 }
 
 /// Writes all of `data`, waiting for writability as needed.
