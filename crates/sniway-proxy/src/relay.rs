@@ -60,7 +60,7 @@ pub async fn relay(
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
     let result = async {
-        write_all(backend, &replay).await.map_err(ConnError::BackendIo)?;
+        Box::pin(write_all(backend, &replay)).await.map_err(ConnError::BackendIo)?;
         up.fetch_add(replay.len() as u64, Ordering::Relaxed);
         drop(replay);
 
@@ -146,7 +146,9 @@ async fn copy_one_way(
                 Step::Wrote(n) => {
                     count.fetch_add(n as u64, Ordering::Relaxed);
                     if n == RELAY_BUFFER && use_splice {
-                        match crate::splice::burst(src, dst, count).await {
+                        // Boxed, like every path that waits while data flows: the future an idle
+                        // connection keeps holds only what the idle wait needs.
+                        match Box::pin(crate::splice::burst(src, dst, count)).await {
                             Ok(Burst::Drained) => break,
                             Ok(Burst::Eof) => {
                                 done.store(true, Ordering::Release);
@@ -162,7 +164,7 @@ async fn copy_one_way(
                     }
                 }
                 Step::Pending(rest, n) => {
-                    write_all(dst, &rest).await.map_err(DirError::Write)?;
+                    Box::pin(write_all(dst, &rest)).await.map_err(DirError::Write)?;
                     count.fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
