@@ -7,38 +7,52 @@
 //! no more data to send'"; the side that closed may go on receiving until the other side has
 //! closed too). When one side's read returns end of stream, the relay shuts down the write half
 //! towards the other side (a FIN, after every byte read before it) and keeps copying the other
-//! direction until that one ends too. The relay is done when both directions have ended.
+//! direction until that one ends too. The relay is done when both directions have ended. The
+//! direction that ends last leaves its FIN to the close that follows at once (one system call
+//! less per connection; the receive queue it closes over is empty, so the close sends a FIN, not a
+//! reset).
 //!
 //! An error on either socket (a reset, typically) ends both directions at once: both sockets are
 //! closed with `SO_LINGER` 0, so the surviving peer sees a reset rather than a clean end of
 //! stream and cannot mistake an aborted stream for a complete one.
 //!
-//! # Buffers
+//! # Buffers and waiting
 //!
 //! `tokio::io::copy_bidirectional` keeps an 8 KiB buffer per direction for the whole life of the
-//! connection. Here a direction waits for readability with no buffer at all; once the socket is
-//! readable it reads into the worker thread's [`RELAY_BUFFER`] scratch buffer and writes the bytes
-//! out at once. Only when the destination cannot take them all does the tail get a buffer of its
-//! own, held until it is written. So an idle connection holds only its two sockets and a few
-//! counters, and the common path allocates (and zeroes) nothing per burst. A read that fills the
-//! scratch buffer moves the rest of its burst with splice(2) through a pooled pipe
-//! ([`crate::splice`]), without copying through userspace.
+//! connection. Here each direction is a small state machine polled by one future:
+//!
+//! - *reading*: waits for the source to be readable with [`TcpStream::poll_read_ready`], which
+//!   keeps the waker in the socket's own registration, so an idle connection's future holds only
+//!   two references, two counters and two states (no waiter nodes, no buffer). Once readable, it
+//!   reads into the worker thread's [`RELAY_BUFFER`] scratch buffer and writes the bytes out at
+//!   once; nothing is allocated or zeroed on this path.
+//! - *writing*: only when the destination cannot take a whole read does the tail get a buffer of
+//!   its own, held until it is written.
+//! - *splicing*: a read that fills the scratch buffer means a bulk transfer; the rest of the burst
+//!   moves with splice(2) through a pooled pipe ([`crate::splice`]), without copying through
+//!   userspace.
+//!
+//! Both directions are polled together, so one waiting to write never stops the other from
+//! reading (an echo backend that only reads while it can write would otherwise deadlock). Every
+//! wait goes through tokio's readiness polls, which take part in its cooperative budget, so a fast
+//! stream yields to other connections on the worker.
 //!
 //! Order: each direction reads a chunk and writes all of it before reading the next, so no byte
 //! is lost or reordered.
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use crate::error::ConnError;
-use crate::splice::{Burst, SpliceError};
+use crate::splice::{self, Pipe};
 
-/// Buffer size per direction while data flows.
+/// Size of each worker thread's read buffer; a read that fills it switches the burst to splice.
 pub const RELAY_BUFFER: usize = 32 * 1024;
 
 /// Bytes moved in each direction.
@@ -57,32 +71,17 @@ pub async fn relay(
     backend: &TcpStream,
     replay: Vec<u8>,
 ) -> (Transferred, Result<(), ConnError>) {
-    let up = AtomicU64::new(0);
-    let down = AtomicU64::new(0);
-    let result = async {
-        Box::pin(write_all(backend, &replay)).await.map_err(ConnError::BackendIo)?;
-        up.fetch_add(replay.len() as u64, Ordering::Relaxed);
-        drop(replay);
-
-        let (c2b_end, b2c_end) = (AtomicBool::new(false), AtomicBool::new(false));
-        let c2b = copy_one_way(client, backend, &up, &c2b_end, &b2c_end);
-        let b2c = copy_one_way(backend, client, &down, &b2c_end, &c2b_end);
-        tokio::pin!(c2b, b2c);
-        let (mut c2b_done, mut b2c_done) = (false, false);
-        while !(c2b_done && b2c_done) {
-            tokio::select! {
-                r = &mut c2b, if !c2b_done => {
-                    r.map_err(|e| e.blame(ConnError::ClientIo, ConnError::BackendIo))?;
-                    c2b_done = true;
-                }
-                r = &mut b2c, if !b2c_done => {
-                    r.map_err(|e| e.blame(ConnError::BackendIo, ConnError::ClientIo))?;
-                    b2c_done = true;
-                }
-            }
-        }
-        Ok(())
+    let mut up = Dir::new(client, backend);
+    let mut down = Dir::new(backend, client);
+    // The replay goes first, as a pending write of the client-to-backend direction.
+    if !replay.is_empty() {
+        up.state = State::Writing { buf: replay, off: 0 };
     }
+    let result = poll_fn(|cx| {
+        let up_done = up.poll_to_end(cx, down.ended).map_err(|e| e.blame(true))?;
+        let down_done = down.poll_to_end(cx, up.ended).map_err(|e| e.blame(false))?;
+        if up_done && down_done { Poll::Ready(Ok(())) } else { Poll::Pending }
+    })
     .await;
     if result.is_err() {
         // Propagate the abort: closing with linger 0 sends RST instead of FIN.
@@ -90,11 +89,32 @@ pub async fn relay(
             let _ = SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
         }
     }
-    let t = Transferred {
-        client_to_backend: up.load(Ordering::Relaxed),
-        backend_to_client: down.load(Ordering::Relaxed),
-    };
+    let t = Transferred { client_to_backend: up.count, backend_to_client: down.count };
     (t, result)
+}
+
+/// One direction: `src` to `dst`.
+struct Dir<'a> {
+    src: &'a TcpStream,
+    dst: &'a TcpStream,
+    /// Bytes written to `dst`.
+    count: u64,
+    /// `src` has ended (its FIN has been passed on, or left to the close).
+    ended: bool,
+    /// Whether bulk bursts may use splice; turned off for the connection when unavailable.
+    use_splice: bool,
+    state: State,
+}
+
+enum State {
+    /// Waiting for `src`; no buffer held.
+    Reading,
+    /// `buf[off..]` is read and not yet written.
+    Writing { buf: Vec<u8>, off: usize },
+    /// A bulk burst through `pipe`, which holds `left` bytes not yet written.
+    Splicing { pipe: Pipe, left: usize },
+    /// `src` has ended.
+    Done,
 }
 
 /// A failure in one direction: reading the source or writing the destination.
@@ -105,73 +125,11 @@ enum DirError {
 }
 
 impl DirError {
-    fn blame(self, src: fn(io::Error) -> ConnError, dst: fn(io::Error) -> ConnError) -> ConnError {
-        match self {
-            DirError::Read(e) => src(e),
-            DirError::Write(e) => dst(e),
-        }
-    }
-}
-
-/// Copies `src` to `dst` until `src` ends, then shuts down `dst`'s write half (or, when
-/// `other_done` says the opposite direction has already ended, leaves the FIN to the close that
-/// follows at once: one system call less per connection).
-///
-/// Each read goes into the worker thread's scratch buffer and is written out at once; only bytes
-/// the destination cannot take yet are copied into a buffer of their own while waiting. A read
-/// that fills the scratch buffer means a bulk transfer: the rest of that burst moves with
-/// splice(2) ([`crate::splice`]) when available.
-async fn copy_one_way(
-    src: &TcpStream,
-    dst: &TcpStream,
-    count: &AtomicU64,
-    done: &AtomicBool,
-    other_done: &AtomicBool,
-) -> Result<(), DirError> {
-    let mut use_splice = crate::splice::enabled();
-    loop {
-        // Idle: no buffer is held across this await.
-        src.readable().await.map_err(DirError::Read)?;
-        loop {
-            match SCRATCH.with_borrow_mut(|buf| read_and_write(src, dst, buf))? {
-                Step::Eof => {
-                    done.store(true, Ordering::Release);
-                    if other_done.load(Ordering::Acquire) {
-                        return Ok(());
-                    }
-                    return shutdown_write(dst).map_err(DirError::Write);
-                }
-                Step::Drained => break,
-                Step::Again => continue,
-                Step::Wrote(n) => {
-                    count.fetch_add(n as u64, Ordering::Relaxed);
-                    if n == RELAY_BUFFER && use_splice {
-                        // Boxed, like every path that waits while data flows: the future an idle
-                        // connection keeps holds only what the idle wait needs.
-                        match Box::pin(crate::splice::burst(src, dst, count)).await {
-                            Ok(Burst::Drained) => break,
-                            Ok(Burst::Eof) => {
-                                done.store(true, Ordering::Release);
-                                if other_done.load(Ordering::Acquire) {
-                                    return Ok(());
-                                }
-                                return shutdown_write(dst).map_err(DirError::Write);
-                            }
-                            Ok(Burst::Unavailable) => use_splice = false,
-                            Err(SpliceError::Read(e)) => return Err(DirError::Read(e)),
-                            Err(SpliceError::Write(e)) => return Err(DirError::Write(e)),
-                        }
-                    }
-                }
-                Step::Pending(rest, n) => {
-                    Box::pin(write_all(dst, &rest)).await.map_err(DirError::Write)?;
-                    count.fetch_add(n as u64, Ordering::Relaxed);
-                }
-            }
-            // `try_read`/`try_write` do not take part in tokio's cooperative budget; yield when it
-            // runs out so a fast stream cannot starve the other direction or other connections
-            // on this worker.
-            tokio::task::coop::consume_budget().await;
+    /// The connection error, blaming the side whose socket failed.
+    fn blame(self, client_to_backend: bool) -> ConnError {
+        match (self, client_to_backend) {
+            (DirError::Read(e), true) | (DirError::Write(e), false) => ConnError::ClientIo(e),
+            (DirError::Read(e), false) | (DirError::Write(e), true) => ConnError::BackendIo(e),
         }
     }
 }
@@ -181,36 +139,148 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; RELAY_BUFFER].into_boxed_slice());
 }
 
-/// One synchronous step of a direction.
+/// What one synchronous read-and-write step did.
 enum Step {
-    /// End of stream from the source.
     Eof,
-    /// The source would block: wait for readability again.
-    Drained,
-    /// Interrupted: try again.
-    Again,
-    /// `n` bytes read and all written.
+    WouldBlock,
+    Interrupted,
+    /// Read `n` bytes and wrote them all.
     Wrote(usize),
-    /// `n` bytes read; the destination could not take the tail, copied out here.
-    Pending(Vec<u8>, usize),
+    /// Read `n` bytes; the tail the destination could not take yet.
+    Partial(usize, Vec<u8>),
 }
 
-/// Reads once into `buf` and writes what it can without waiting.
+impl<'a> Dir<'a> {
+    fn new(src: &'a TcpStream, dst: &'a TcpStream) -> Self {
+        Dir {
+            src,
+            dst,
+            count: 0,
+            ended: false,
+            use_splice: splice::enabled(),
+            state: State::Reading,
+        }
+    }
+
+    /// Polls until this direction has ended (`Ok(true)`), or it must wait (`Ok(false)`, with a
+    /// wake-up registered). On end of stream, passes the FIN on unless `other_ended`.
+    fn poll_to_end(&mut self, cx: &mut Context<'_>, other_ended: bool) -> Result<bool, DirError> {
+        if self.ended {
+            return Ok(true);
+        }
+        match self.poll_dir(cx) {
+            Poll::Pending => Ok(false),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Ready(Ok(())) => {
+                self.ended = true;
+                if !other_ended {
+                    shutdown_write(self.dst).map_err(DirError::Write)?;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Moves data until `src` ends (`Ready(Ok)`), a socket fails, or it must wait.
+    fn poll_dir(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), DirError>> {
+        loop {
+            match &mut self.state {
+                State::Done => return Poll::Ready(Ok(())),
+                State::Reading => {
+                    ready!(self.src.poll_read_ready(cx)).map_err(DirError::Read)?;
+                    let (src, dst) = (self.src, self.dst);
+                    match SCRATCH.with_borrow_mut(|buf| read_and_write(src, dst, buf))? {
+                        Step::Eof => self.state = State::Done,
+                        // The readiness is cleared: the next poll registers the waker.
+                        Step::WouldBlock | Step::Interrupted => {}
+                        Step::Wrote(n) => {
+                            self.count += n as u64;
+                            if n == RELAY_BUFFER && self.use_splice {
+                                match splice::take() {
+                                    Some(pipe) => self.state = State::Splicing { pipe, left: 0 },
+                                    None => self.use_splice = false,
+                                }
+                            }
+                        }
+                        Step::Partial(n, tail) => {
+                            self.count += (n - tail.len()) as u64;
+                            self.state = State::Writing { buf: tail, off: 0 };
+                        }
+                    }
+                }
+                State::Writing { buf, off } => {
+                    ready!(self.dst.poll_write_ready(cx)).map_err(DirError::Write)?;
+                    match self.dst.try_write(&buf[*off..]) {
+                        Ok(0) => return Poll::Ready(Err(DirError::Write(write_zero()))),
+                        Ok(k) => {
+                            *off += k;
+                            self.count += k as u64;
+                            if *off == buf.len() {
+                                self.state = State::Reading;
+                            }
+                        }
+                        Err(e) if retry(&e) => {}
+                        Err(e) => return Poll::Ready(Err(DirError::Write(e))),
+                    }
+                }
+                State::Splicing { pipe, left } if *left == 0 => {
+                    // The pipe is empty: fill it from the source.
+                    ready!(self.src.poll_read_ready(cx)).map_err(DirError::Read)?;
+                    match splice::fill(self.src, pipe) {
+                        Ok(0) => self.end_splice(State::Done),
+                        Ok(n) => *left = n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.end_splice(State::Reading);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if splice::unsupported(&e) => {
+                            self.use_splice = false;
+                            self.end_splice(State::Reading);
+                        }
+                        Err(e) => return Poll::Ready(Err(DirError::Read(e))),
+                    }
+                }
+                State::Splicing { pipe, left } => {
+                    ready!(self.dst.poll_write_ready(cx)).map_err(DirError::Write)?;
+                    match splice::drain(pipe, self.dst, *left) {
+                        Ok(0) => return Poll::Ready(Err(DirError::Write(write_zero()))),
+                        Ok(k) => {
+                            *left -= k;
+                            self.count += k as u64;
+                        }
+                        Err(e) if retry(&e) => {}
+                        // The pipe still holds bytes: it is closed with the state, not pooled.
+                        Err(e) => return Poll::Ready(Err(DirError::Write(e))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leaves the splicing state (its pipe empty, back to the pool) for `next`.
+    fn end_splice(&mut self, next: State) {
+        if let State::Splicing { pipe, .. } = std::mem::replace(&mut self.state, next) {
+            splice::give_back(pipe);
+        }
+    }
+}
+
+/// Reads once into `buf` and writes what the destination takes without waiting.
 fn read_and_write(src: &TcpStream, dst: &TcpStream, buf: &mut [u8]) -> Result<Step, DirError> {
     let n = match src.try_read(buf) {
         Ok(0) => return Ok(Step::Eof),
         Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Drained),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Step::Again),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Step::Interrupted),
         Err(e) => return Err(DirError::Read(e)),
     };
     let mut off = 0;
     while off < n {
         match dst.try_write(&buf[off..n]) {
-            Ok(0) => return Err(DirError::Write(io::ErrorKind::WriteZero.into())),
+            Ok(0) => return Err(DirError::Write(write_zero())),
             Ok(k) => off += k,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok(Step::Pending(buf[off..n].to_vec(), n));
+                return Ok(Step::Partial(n, buf[off..n].to_vec()));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(DirError::Write(e)),
@@ -219,18 +289,13 @@ fn read_and_write(src: &TcpStream, dst: &TcpStream, buf: &mut [u8]) -> Result<St
     Ok(Step::Wrote(n))
 }
 
-/// Writes all of `data`, waiting for writability as needed.
-async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match dst.try_write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// `WouldBlock` (readiness now cleared; the next poll waits) or `Interrupted`: try again.
+fn retry(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
+
+fn write_zero() -> io::Error {
+    io::ErrorKind::WriteZero.into()
 }
 
 /// Sends FIN on `dst` once everything before it has been written. A peer that has already gone

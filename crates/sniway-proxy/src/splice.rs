@@ -11,7 +11,7 @@
 //! readiness while data is still queued. An empty pipe always has room, so `EAGAIN` on the way in
 //! means the socket is empty. Pipes come from a small per-thread pool and go back to it empty
 //! when the burst ends, so an idle connection holds no pipe (and no descriptors beyond its two
-//! sockets).
+//! sockets). A pipe that still holds bytes when its connection fails is closed, never pooled.
 //!
 //! `SNIWAY_RELAY=copy` in the environment turns splice off (the copy path is the fallback, and
 //! what benchmarks compare against).
@@ -20,7 +20,6 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::pipe::{PipeFlags, SpliceFlags, fcntl_setpipe_size, pipe_with, splice};
 use tokio::io::Interest;
@@ -33,8 +32,10 @@ pub const PIPE_SIZE: usize = 1024 * 1024;
 /// Most idle pipes kept per thread (two descriptors each).
 const POOL_MAX: usize = 16;
 
+const FLAGS: SpliceFlags = SpliceFlags::NONBLOCK.union(SpliceFlags::MOVE);
+
 /// A pipe: read end, write end, and its capacity.
-struct Pipe {
+pub(crate) struct Pipe {
     r: OwnedFd,
     w: OwnedFd,
     size: usize,
@@ -45,12 +46,14 @@ thread_local! {
 }
 
 /// Whether splice is enabled (not turned off by `SNIWAY_RELAY=copy`).
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("SNIWAY_RELAY").map_or(true, |v| v != "copy"))
 }
 
-fn take() -> Option<Pipe> {
+/// An empty pipe from this thread's pool, or a new one; `None` if none can be made (descriptors
+/// exhausted, say): the caller copies instead.
+pub(crate) fn take() -> Option<Pipe> {
     if let Some(p) = POOL.with_borrow_mut(Vec::pop) {
         return Some(p);
     }
@@ -59,7 +62,8 @@ fn take() -> Option<Pipe> {
     Some(Pipe { r, w, size })
 }
 
-fn give_back(p: Pipe) {
+/// Returns an empty pipe to this thread's pool (or closes it when the pool is full).
+pub(crate) fn give_back(p: Pipe) {
     POOL.with_borrow_mut(|pool| {
         if pool.len() < POOL_MAX {
             pool.push(p);
@@ -67,70 +71,22 @@ fn give_back(p: Pipe) {
     });
 }
 
-/// How a splice burst ended.
-pub(crate) enum Burst {
-    /// The source has nothing more for now (its readiness is cleared).
-    Drained,
-    /// The source reached end of stream.
-    Eof,
-    /// No pipe could be had, or splice is not supported here: use the copy path.
-    Unavailable,
+/// Moves what `src` has queued into the empty `pipe`. `Ok(0)` is end of stream; `WouldBlock`
+/// means `src` is drained, and clears its readiness.
+pub(crate) fn fill(src: &TcpStream, pipe: &Pipe) -> io::Result<usize> {
+    src.try_io(Interest::READABLE, || {
+        splice(src, None, &pipe.w, None, pipe.size, FLAGS).map_err(io::Error::from)
+    })
 }
 
-/// A failure while splicing: reading the source or writing the destination.
-pub(crate) enum SpliceError {
-    Read(io::Error),
-    Write(io::Error),
+/// Moves up to `len` bytes from `pipe` into `dst`. `WouldBlock` clears `dst`'s write readiness.
+pub(crate) fn drain(pipe: &Pipe, dst: &TcpStream, len: usize) -> io::Result<usize> {
+    dst.try_io(Interest::WRITABLE, || {
+        splice(&pipe.r, None, dst, None, len, FLAGS).map_err(io::Error::from)
+    })
 }
 
-/// Moves everything `src` has now (and whatever arrives while moving) to `dst`, until `src` would
-/// block or ends. `count` grows by every byte written to `dst`.
-pub(crate) async fn burst(
-    src: &TcpStream,
-    dst: &TcpStream,
-    count: &AtomicU64,
-) -> Result<Burst, SpliceError> {
-    let Some(pipe) = take() else { return Ok(Burst::Unavailable) };
-    let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
-    let mut first = true;
-    let result = loop {
-        // The pipe is empty here.
-        let n = match src.try_io(Interest::READABLE, || {
-            splice(src, None, &pipe.w, None, pipe.size, flags).map_err(io::Error::from)
-        }) {
-            Ok(0) => break Ok(Burst::Eof),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(Burst::Drained),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if first && e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
-            {
-                break Ok(Burst::Unavailable);
-            }
-            Err(e) => break Err(SpliceError::Read(e)),
-        };
-        first = false;
-        let mut left = n;
-        while left > 0 {
-            match dst.try_io(Interest::WRITABLE, || {
-                splice(&pipe.r, None, dst, None, left, flags).map_err(io::Error::from)
-            }) {
-                Ok(0) => return Err(SpliceError::Write(io::ErrorKind::WriteZero.into())),
-                Ok(k) => left -= k,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // The pipe holds data while this waits: a busy connection, not an idle one.
-                    dst.writable().await.map_err(SpliceError::Write)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The pipe still holds bytes: it is dropped (closed), not pooled.
-                Err(e) => return Err(SpliceError::Write(e)),
-            }
-        }
-        count.fetch_add(n as u64, Ordering::Relaxed);
-        // Splicing bypasses tokio's cooperative budget like `try_read` does; see relay.rs.
-        tokio::task::coop::consume_budget().await;
-    };
-    // Every path that reaches here left the pipe empty.
-    give_back(pipe);
-    result
+/// Whether `e` says splice cannot be used between these descriptors.
+pub(crate) fn unsupported(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
 }
