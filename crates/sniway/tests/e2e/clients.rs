@@ -1,10 +1,8 @@
 //! Real TLS clients through the gateway to real TLS backends, routed by SNI.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use sniway::demo::client::https_get;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::support::*;
 
@@ -48,47 +46,9 @@ async fn openssl_s_client_verifies_the_backend_chain_and_talks_to_it() {
     let dir = TempDir::new("openssl");
     let ca = tls.ca_file(&dir);
     for (sni, backend) in [("foo.example.com", "foo"), ("bar.example.com", "bar")] {
-        let mut child = tokio::process::Command::new("openssl")
-            .args(["s_client", "-connect", &gw.addr.to_string(), "-servername", sni])
-            .args(["-verify_return_error", "-verify_hostname", sni, "-CAfile"])
-            .arg(&ca)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("openssl s_client (install openssl)");
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"ping\n").await.unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let want = format!("{backend} ({sni}): ping");
-        let mut seen = String::new();
-        let found = tokio::time::timeout(Duration::from_secs(15), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line == want {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .unwrap_or(false);
-        drop(stdin);
-        // Read the rest (certificate summary, verify result) once the client has closed.
-        let rest = tokio::time::timeout(Duration::from_secs(15), async {
-            let mut rest = String::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                rest.push_str(&line);
-                rest.push('\n');
-            }
-            rest
-        })
-        .await
-        .unwrap_or_default();
-        let _ = child.wait().await;
-        let all = format!("{seen}{rest}");
+        let session = openssl_exchange(gw.addr, sni, Some(&ca), "ping", &want).await;
+        let (found, all) = (session.replied, session.output);
         assert!(found, "no `{want}` from openssl:\n{all}\n{}", gw.log());
         assert!(
             all.contains(&format!("CN={backend}.example.com"))

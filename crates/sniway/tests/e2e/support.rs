@@ -349,3 +349,112 @@ pub async fn plain_backend(greeting: Option<&'static str>) -> PlainBackend {
     });
     PlainBackend { addr, first_bytes }
 }
+
+/// What an `openssl s_client` session printed, and whether the expected reply line came back.
+pub struct OpensslSession {
+    pub replied: bool,
+    pub output: String,
+}
+
+/// Runs `openssl s_client` to `addr` with `sni` (verifying against `ca` when given), writes
+/// `line`, waits for `reply` on stdout, then closes stdin and collects the rest (certificate
+/// summary, verify result).
+pub async fn openssl_exchange(
+    addr: SocketAddr,
+    sni: &str,
+    ca: Option<&std::path::Path>,
+    line: &str,
+    reply: &str,
+) -> OpensslSession {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new("openssl");
+    cmd.args(["s_client", "-connect", &addr.to_string(), "-servername", sni]);
+    if let Some(ca) = ca {
+        cmd.args(["-verify_return_error", "-verify_hostname", sni, "-CAfile"]).arg(ca);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl s_client (install openssl)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut output = String::new();
+    let replied = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            output.push_str(&l);
+            output.push('\n');
+            if l == reply {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    drop(stdin);
+    let _ = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            output.push_str(&l);
+            output.push('\n');
+        }
+    })
+    .await;
+    let _ = child.wait().await;
+    OpensslSession { replied, output }
+}
+
+/// Writes `len` pseudo-random bytes (xorshift64*, so a lost or reordered block changes the hash)
+/// through `stream`, half-closes, reads the echo to the end; returns (bytes echoed, SHA-256 sent,
+/// SHA-256 received).
+pub async fn echo_checksum<S>(stream: S, len: usize) -> (usize, Vec<u8>, Vec<u8>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use sha2::{Digest, Sha256};
+    let mut x: u64 = 0x5eed;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        data.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    data.truncate(len);
+    let sent = Sha256::digest(&data).to_vec();
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let writer = tokio::spawn(async move {
+        for chunk in data.chunks(256 * 1024) {
+            wr.write_all(chunk).await.unwrap();
+        }
+        // FIN (and close_notify on TLS): the echo server sees the end and finishes.
+        wr.shutdown().await.unwrap();
+    });
+    let reader = tokio::spawn(async move {
+        let mut hasher = Sha256::new();
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    total += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => panic!("read after {total} bytes: {e}"),
+            }
+        }
+        (total, hasher.finalize().to_vec())
+    });
+    tokio::time::timeout(Duration::from_secs(240), async {
+        writer.await.unwrap();
+        let (total, got) = reader.await.unwrap();
+        (total, sent, got)
+    })
+    .await
+    .expect("the echo did not finish")
+}

@@ -2,11 +2,9 @@
 //! with the listener's certificate and forwards plaintext over TCP.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -72,34 +70,15 @@ async fn openssl_s_client_verifies_the_gateway_chain_for_the_sni() {
     let gw = terminating_gateway(&tls, backend.addr, false);
     let dir = TempDir::new("openssl-term");
     let ca = tls.ca_file(&dir);
-    let mut child = tokio::process::Command::new("openssl")
-        .args(["s_client", "-connect", &gw.addr.to_string(), "-servername", "tls.example.com"])
-        .args(["-verify_return_error", "-verify_hostname", "tls.example.com", "-CAfile"])
-        .arg(&ca)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("openssl s_client (install openssl)");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"hello through the gateway\n").await.unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    let echoed = tokio::time::timeout(Duration::from_secs(15), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line == "hello through the gateway" {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    drop(stdin);
-    let _ = child.wait().await;
+    let session = openssl_exchange(
+        gw.addr,
+        "tls.example.com",
+        Some(&ca),
+        "hello through the gateway",
+        "hello through the gateway",
+    )
+    .await;
+    let (echoed, seen) = (session.replied, session.output);
     assert!(echoed, "no echo through the terminated session:\n{seen}\n{}", gw.log());
     assert!(seen.contains("CN = tls.example.com") || seen.contains("CN=tls.example.com"), "{seen}");
     assert!(seen.contains("Verify return code: 0 (ok)"), "{seen}");
@@ -188,49 +167,7 @@ async fn sixty_four_mib_are_echoed_byte_exact_through_a_terminated_session() {
     let backend = plain_backend(None).await;
     let gw = terminating_gateway(&tls, backend.addr, false);
     let s = tls_connect(&gw, &tls, "tls.example.com").await;
-    let (mut rd, mut wr) = tokio::io::split(s);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let data: Arc<Vec<u8>> = Arc::new(
-        (0..LEN / 8)
-            .flat_map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()
-            })
-            .collect(),
-    );
-    let sent = Sha256::digest(&*data);
-    let to_send = data.clone();
-    let writer = tokio::spawn(async move {
-        for chunk in to_send.chunks(128 * 1024) {
-            wr.write_all(chunk).await.unwrap();
-        }
-        wr.shutdown().await.unwrap();
-    });
-    let reader = tokio::spawn(async move {
-        let mut hasher = Sha256::new();
-        let mut total = 0;
-        let mut buf = vec![0u8; 128 * 1024];
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                    total += n;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => panic!("after {total} bytes: {e}"),
-            }
-        }
-        (total, hasher.finalize())
-    });
-    let (total, got) = tokio::time::timeout(Duration::from_secs(240), async {
-        writer.await.unwrap();
-        reader.await.unwrap()
-    })
-    .await
-    .expect("64 MiB through a terminated session did not finish");
+    let (total, sent, got) = echo_checksum(s, LEN).await;
     assert_eq!(total, LEN, "{}", gw.log());
     assert_eq!(got, sent);
 }
@@ -294,40 +231,16 @@ async fn the_tls_routing_guide_example_passes_foo_through_and_terminates_bar() {
     use base64::Engine;
     let crt = base64::engine::general_purpose::STANDARD.decode(crt_b64).unwrap();
     let ca = work.write("bar.crt", std::str::from_utf8(&crt).unwrap());
-    let mut child = tokio::process::Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{terminate_port}"),
-            "-servername",
-            "bar.example.com",
-        ])
-        .args(["-verify_return_error", "-CAfile"])
-        .arg(&ca)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"bar over plain tcp\n").await.unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    let echoed = tokio::time::timeout(Duration::from_secs(15), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line == "bar over plain tcp" {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    drop(stdin);
-    let _ = child.wait().await;
+    let terminate_addr = format!("127.0.0.1:{terminate_port}").parse().unwrap();
+    let session = openssl_exchange(
+        terminate_addr,
+        "bar.example.com",
+        Some(&ca),
+        "bar over plain tcp",
+        "bar over plain tcp",
+    )
+    .await;
+    let (echoed, seen) = (session.replied, session.output);
     assert!(echoed, "{seen}\n{}", gw.log());
     assert!(seen.contains("CN = bar.example.com"), "{seen}");
     assert_eq!(bar.first_bytes.lock().unwrap().as_slice(), [b"bar over plain t".to_vec()]);
