@@ -194,13 +194,33 @@ start() { # name, command...
   PROC[$name]=$pid
 }
 
+start_proxy() {
+  case "$1" in
+    haproxy) start haproxy $PIN_PROXY haproxy -db -f "$CONF/haproxy.cfg" ;;
+    nginx) start nginx $PIN_PROXY nginx -c "$CONF/nginx.conf" -e "$CONF/nginx-error.log" ;;
+    sniproxy) start sniproxy $PIN_PROXY sniproxy -f -c "$CONF/sniproxy.conf" ;;
+    sniway) SNIWAY_LOG=warn start sniway $PIN_PROXY "$BIN/sniway" run --workers "$WORKERS" \
+      -f bench/manifests/ ;;
+  esac
+}
+stop_proxy() {
+  local p=${PROC[$1]}
+  kill "$p" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.05; done
+  kill -9 "$p" 2>/dev/null || true
+}
+# Memory growth is measured on a fresh process: a proxy that has already served the other
+# scenarios reuses memory it freed, which would hide what an idle connection costs.
+restart_proxy() {
+  stop_proxy "$1"
+  start_proxy "$1"
+  wait_port "${PORT[$1]}"
+  sleep 0.3
+}
+
 start backends $PIN_LOAD "$LOADGEN" backends --base-port $BACKEND --max-seconds 7200
 wait_port $BACKEND
-has haproxy && start haproxy $PIN_PROXY haproxy -db -f "$CONF/haproxy.cfg"
-has nginx && start nginx $PIN_PROXY nginx -c "$CONF/nginx.conf" -e "$CONF/nginx-error.log"
-has sniproxy && start sniproxy $PIN_PROXY sniproxy -f -c "$CONF/sniproxy.conf"
-has sniway && SNIWAY_LOG=warn start sniway $PIN_PROXY "$BIN/sniway" run --workers "$WORKERS" \
-  -f bench/manifests/
+for t in haproxy nginx sniproxy sniway; do has $t && start_proxy $t; done
 for t in haproxy nginx sniproxy sniway; do has $t && wait_port "${PORT[$t]}"; done
 sleep 0.3
 
@@ -257,6 +277,7 @@ for round in $(seq "$ROUNDS"); do
       if [ "$t" = direct ]; then
         extra=(--direct --target "127.0.0.1:$BACKEND" --label direct)
       else
+        [ "$c" = idle ] && restart_proxy "$t"
         extra=(--target "127.0.0.1:${PORT[$t]}" --label "$t" --proxy-pid "$(pids_of "$t")")
       fi
       line=$($PIN_LOAD "$LOADGEN" "${args[@]}" "${extra[@]}") || line=""
