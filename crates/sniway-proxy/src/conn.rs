@@ -38,47 +38,78 @@ pub(crate) struct Accepted {
 }
 
 /// Serves one connection to the end and logs how it ended.
-pub(crate) async fn serve(accepted: Accepted, shared: Arc<Shared>) {
+///
+/// A task's future is as large as its largest state, and a passthrough connection spends its life
+/// in the relay. So everything before the relay (hello deadline and buffer, lookup, connect) and
+/// the whole Terminate path (rustls state) run in one boxed future that is freed before the relay
+/// starts; the state a long-lived passthrough connection keeps is its two sockets, the backend's
+/// name and the relay's own state.
+pub(crate) fn serve(
+    accepted: Accepted,
+    shared: Arc<Shared>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let setup = Box::pin(prepare(accepted, shared));
+    async move {
+        // Awaiting the box consumes it: its memory is freed here, before the relay.
+        let Some(Passthrough { client, backend, replay, name }) = setup.await else { return };
+        let (t, result) = relay::relay(&client, &backend, replay).await;
+        log_end(&name, t, result);
+    }
+}
+
+/// A passthrough connection ready to relay.
+struct Passthrough {
+    client: TcpStream,
+    backend: TcpStream,
+    /// Every byte read from the client so far, replayed to the backend first.
+    replay: Vec<u8>,
+    /// The backend's display name, for the log.
+    name: String,
+}
+
+/// Everything before the relay: the hello, the lookup, then for Passthrough the connect (the
+/// relay is left to the caller), for Terminate the whole connection.
+async fn prepare(accepted: Accepted, shared: Arc<Shared>) -> Option<Passthrough> {
     let Accepted { mut stream, table, socket } = accepted;
     let config = &shared.config;
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "setting TCP_NODELAY on the client socket");
     }
 
-    // The phases before the relay (hello deadline, buffers, connect) and the Terminate path
-    // (rustls state) are boxed: a task's future is as large as its largest state, and the state
-    // a long-lived passthrough connection sits in should hold only the relay.
-    let (detected, route, mode) = match Box::pin(route(&mut stream, table, socket, config)).await {
+    let (detected, route, mode) = match route(&mut stream, table, socket, config).await {
         Ok(ok) => ok,
-        Err(e) => return refused(&e),
+        Err(e) => {
+            refused(&e);
+            return None;
+        }
     };
     match mode {
         ListenerMode::Terminate(cfg) => {
+            // Boxed as well: the rustls state would otherwise size every passthrough setup.
             Box::pin(terminate(stream, detected, &route, cfg, config)).await;
+            None
         }
         // `find_route` refuses any mode this data plane does not serve.
-        _ => passthrough(stream, detected, &route, config).await,
+        _ => {
+            let Connected { stream: backend, addr, backend: name } =
+                match upstream::connect(&route, config.connect_timeout).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        refused(&e);
+                        return None;
+                    }
+                };
+            // Only the bytes are kept for the relay; the parsed hello is not needed any more.
+            let Detected { hello, buffered } = detected;
+            drop(hello);
+            tracing::debug!(backend = %name, endpoint = %addr, "connected");
+            Some(Passthrough { client: stream, backend, replay: buffered, name })
+        }
     }
 }
 
 fn refused(e: &ConnError) {
     tracing::debug!(reason = e.reason(), side = e.side().as_str(), error = %e, "refused");
-}
-
-/// Passthrough: connect, replay the buffered bytes, relay the encrypted stream.
-async fn passthrough(stream: TcpStream, detected: Detected, route: &Route, config: &ProxyConfig) {
-    let Connected { stream: backend_stream, addr, backend } =
-        match Box::pin(upstream::connect(route, config.connect_timeout)).await {
-            Ok(c) => c,
-            Err(e) => return refused(&e),
-        };
-    // Only the bytes are kept for the relay; the parsed hello is not needed any more.
-    let Detected { hello, buffered } = detected;
-    drop(hello);
-    tracing::debug!(%backend, endpoint = %addr, "connected");
-
-    let (t, result) = relay::relay(&stream, &backend_stream, buffered).await;
-    log_end(&backend, t, result);
 }
 
 /// Terminate: handshake with the listener's certificates over the buffered hello and the socket,
