@@ -72,7 +72,10 @@ struct Passthrough {
 async fn prepare(accepted: Accepted, shared: Arc<Shared>) -> Option<Passthrough> {
     let Accepted { mut stream, table, socket } = accepted;
     let config = &shared.config;
-    if let Err(e) = stream.set_nodelay(true) {
+    // TCP_NODELAY: inherited from the listening socket on Linux (listener.rs); elsewhere set here.
+    if !cfg!(target_os = "linux")
+        && let Err(e) = stream.set_nodelay(true)
+    {
         tracing::debug!(error = %e, "setting TCP_NODELAY on the client socket");
     }
 
