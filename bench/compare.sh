@@ -21,7 +21,7 @@ ROOT=$PWD
 
 ROUNDS=5
 ONLY="direct,haproxy,nginx,sniproxy,sniway"
-SCENARIOS="rate-classic,rate-pq,latency-classic,latency-pq,bulk-up-1,bulk-up-8,bulk-down-1,bulk-down-8,pingpong,idle"
+SCENARIOS="rate-classic,rate-pq,latency-classic,latency-pq,bulk-up-1,bulk-up-8,bulk-down-1,bulk-down-8,pingpong,idle,tls-handshake"
 SMOKE=0
 WORKERS=1
 OUT=""
@@ -72,6 +72,7 @@ has haproxy && ! command -v haproxy >/dev/null 2>&1 && need+=(haproxy)
 has nginx && ! [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] && need+=(nginx libnginx-mod-stream)
 has sniproxy && ! command -v sniproxy >/dev/null 2>&1 && need+=(sniproxy)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+want tls-handshake && ! command -v openssl >/dev/null 2>&1 && need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
@@ -100,8 +101,95 @@ fi
 # --- ports and configurations --------------------------------------------------------------------
 BACKEND=19001 # echo; sink 19002; source 19003
 declare -A PORT=([direct]=$BACKEND [haproxy]=18441 [nginx]=18442 [sniproxy]=18443 [sniway]=18444)
+# TLS terminated by the proxy, plaintext echo behind it (tls-handshake scenario).
+declare -A TLS_PORT=([haproxy]=18451 [sniway]=18454)
+PLAIN=$((BACKEND + 3))
 CONF=$WORK/conf
 mkdir -p "$CONF"
+
+# One ECDSA P-256 certificate for tls.bench.test, served by every proxy that terminates TLS.
+SNIWAY_FILES=(-f bench/manifests/)
+HAPROXY_TLS=""
+if want tls-handshake; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=tls.bench.test -addext subjectAltName=DNS:tls.bench.test \
+    -addext basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth \
+    -keyout "$CONF/tls.key" -out "$CONF/tls.crt" 2>/dev/null
+  cat "$CONF/tls.crt" "$CONF/tls.key" >"$CONF/haproxy.pem"
+  cat >"$CONF/terminate.yaml" <<EOF
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bench-tls
+type: kubernetes.io/tls
+data:
+  tls.crt: $(base64 -w0 "$CONF/tls.crt")
+  tls.key: $(base64 -w0 "$CONF/tls.key")
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: bench-tls
+spec:
+  gatewayClassName: sniway
+  addresses:
+  - type: IPAddress
+    value: 127.0.0.1
+  listeners:
+  - name: tls
+    protocol: TLS
+    port: ${TLS_PORT[sniway]}
+    tls:
+      mode: Terminate
+      certificateRefs:
+      - name: bench-tls
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata:
+  name: tls
+spec:
+  parentRefs:
+  - name: bench-tls
+    sectionName: tls
+  hostnames:
+  - tls.bench.test
+  rules:
+  - backendRefs:
+    - name: plain
+      port: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: plain
+spec:
+  ports:
+  - name: plain
+    port: 80
+    targetPort: $PLAIN
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: plain-loopback
+  labels:
+    kubernetes.io/service-name: plain
+addressType: IPv4
+ports:
+- name: plain
+  port: $PLAIN
+endpoints:
+- addresses:
+  - 127.0.0.1
+EOF
+  SNIWAY_FILES+=(-f "$CONF/terminate.yaml")
+  HAPROXY_TLS="frontend tls-terminate
+  bind 127.0.0.1:${TLS_PORT[haproxy]} ssl crt $CONF/haproxy.pem
+  default_backend plain
+backend plain
+  server plain 127.0.0.1:$PLAIN"
+fi
 
 cat >"$CONF/haproxy.cfg" <<EOF
 global
@@ -130,6 +218,7 @@ backend sink
   server sink 127.0.0.1:$((BACKEND + 1))
 backend source
   server source 127.0.0.1:$((BACKEND + 2))
+$HAPROXY_TLS
 EOF
 
 cat >"$CONF/nginx.conf" <<EOF
@@ -200,7 +289,7 @@ start_proxy() {
     nginx) start nginx $PIN_PROXY nginx -c "$CONF/nginx.conf" -e "$CONF/nginx-error.log" ;;
     sniproxy) start sniproxy $PIN_PROXY sniproxy -f -c "$CONF/sniproxy.conf" ;;
     sniway) SNIWAY_LOG=warn start sniway $PIN_PROXY "$BIN/sniway" run --workers "$WORKERS" \
-      -f bench/manifests/ ;;
+      "${SNIWAY_FILES[@]}" ;;
   esac
 }
 stop_proxy() {
@@ -243,9 +332,9 @@ pids_of() {
 
 # --- scenarios -----------------------------------------------------------------------------------
 if [ "$SMOKE" = 1 ]; then
-  RATE_N=200; LAT_N=50; SECS=2; BULK_S=0.3; PP_N=300; IDLE_N=100
+  RATE_N=200; LAT_N=50; SECS=2; BULK_S=0.3; PP_N=300; IDLE_N=100; TLS_N=50
 else
-  RATE_N=20000; LAT_N=2000; SECS=4; BULK_S=2; PP_N=20000; IDLE_N=9900
+  RATE_N=20000; LAT_N=2000; SECS=4; BULK_S=2; PP_N=20000; IDLE_N=9900; TLS_N=10000
 fi
 scenario_args() { # case -> loadgen arguments
   case "$1" in
@@ -259,6 +348,7 @@ scenario_args() { # case -> loadgen arguments
     bulk-down-8) echo "bulk --streams 8 --direction down --seconds $BULK_S" ;;
     pingpong) echo "pingpong --round-trips $PP_N --seconds $SECS" ;;
     idle) echo "idle --connections $IDLE_N --seconds 30" ;;
+    tls-handshake) echo "handshakes --connections $TLS_N --seconds $SECS --concurrency 8 --sni tls.bench.test --ca $CONF/tls.crt" ;;
   esac
 }
 
@@ -274,7 +364,11 @@ for round in $(seq "$ROUNDS"); do
       t=${TARGETS[$(((i + round) % n))]}
       # shellcheck disable=SC2046
       args=($(scenario_args "$c"))
-      if [ "$t" = direct ]; then
+      if [ "$c" = tls-handshake ]; then
+        # Only the proxies configured to terminate TLS take part.
+        [ -n "${TLS_PORT[$t]:-}" ] || continue
+        extra=(--target "127.0.0.1:${TLS_PORT[$t]}" --label "$t" --proxy-pid "$(pids_of "$t")")
+      elif [ "$t" = direct ]; then
         extra=(--direct --target "127.0.0.1:$BACKEND" --label direct)
       else
         [ "$c" = idle ] && restart_proxy "$t"

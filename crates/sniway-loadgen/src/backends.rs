@@ -5,7 +5,8 @@
 //! - echo: writes back every byte until the client's end of stream, then closes;
 //! - sink: reads frames of a flag byte and, while the flag is 1, [`CHUNK`] bytes; at flag 0 it
 //!   writes the byte count (u64, big-endian) and closes;
-//! - source: writes a fixed pattern until the client sends any byte (or ends), then closes.
+//! - source: writes a fixed pattern until the client sends any byte (or ends), then closes;
+//! - plain echo: echo without skipping a record, for a gateway that terminates TLS.
 //!
 //! Neither bulk protocol needs half-close: some proxies close both directions on the first FIN.
 
@@ -27,6 +28,8 @@ pub enum Kind {
     Sink = 1,
     /// Source, at base + 2.
     Source = 2,
+    /// Plain echo (no TLS record to skip: behind a gateway that terminates TLS), at base + 3.
+    Plain = 3,
 }
 
 /// Bytes per write of the source, and per read everywhere.
@@ -35,7 +38,7 @@ pub const CHUNK: usize = 256 * 1024;
 /// Serves until SIGTERM/SIGINT or `max` passes.
 pub async fn serve(ip: IpAddr, base: u16, max: Duration) -> io::Result<()> {
     let mut tasks = Vec::new();
-    for kind in [Kind::Echo, Kind::Sink, Kind::Source] {
+    for kind in [Kind::Echo, Kind::Sink, Kind::Source, Kind::Plain] {
         let addr = SocketAddr::new(ip, base + kind as u16);
         let sock = tokio::net::TcpSocket::new_v4()?;
         sock.set_reuseaddr(true)?;
@@ -43,7 +46,12 @@ pub async fn serve(ip: IpAddr, base: u16, max: Duration) -> io::Result<()> {
         let l = sock.listen(4096)?;
         tasks.push(tokio::spawn(accept(l, kind)));
     }
-    eprintln!("backends: echo {ip}:{base}, sink :{}, source :{}", base + 1, base + 2);
+    eprintln!(
+        "backends: echo {ip}:{base}, sink :{}, source :{}, plain echo :{}",
+        base + 1,
+        base + 2,
+        base + 3
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -86,9 +94,11 @@ async fn skip_record(s: &mut TcpStream) -> io::Result<()> {
 }
 
 async fn handle(mut s: TcpStream, kind: Kind) -> io::Result<()> {
-    skip_record(&mut s).await?;
+    if kind != Kind::Plain {
+        skip_record(&mut s).await?;
+    }
     match kind {
-        Kind::Echo => {
+        Kind::Echo | Kind::Plain => {
             let mut buf = vec![0u8; 16 * 1024];
             loop {
                 let n = s.read(&mut buf).await?;

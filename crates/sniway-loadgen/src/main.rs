@@ -13,6 +13,7 @@
 //! ```
 
 mod backends;
+mod handshake;
 mod hello;
 mod procstat;
 mod scenario;
@@ -93,6 +94,20 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         size: usize,
     },
+    /// Full TLS handshakes through a gateway that terminates TLS (rustls client, resumption off).
+    Handshakes {
+        #[command(flatten)]
+        common: Common,
+        /// PEM file of the certificate (or its CA) the gateway serves.
+        #[arg(long)]
+        ca: std::path::PathBuf,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Most connections.
+        #[arg(long, default_value_t = 20_000)]
+        connections: u64,
+    },
     /// Holds many idle relayed connections and reads the proxy's memory growth.
     Idle {
         #[command(flatten)]
@@ -138,6 +153,21 @@ fn main() -> ExitCode {
             }
             Command::Pingpong { common, round_trips, size } => {
                 Some(Ok(scenario::pingpong(common, round_trips, size.max(1)).await))
+            }
+            Command::Handshakes { common, ca, concurrency, connections } => {
+                match std::fs::read(&ca) {
+                    Ok(pem) => Some(Ok(handshake::handshakes(
+                        common,
+                        pem,
+                        concurrency.max(1),
+                        connections,
+                    )
+                    .await)),
+                    Err(e) => {
+                        eprintln!("sniway-loadgen: {}: {e}", ca.display());
+                        Some(Err(()))
+                    }
+                }
             }
             Command::Idle { common, connections, settle_seconds } => {
                 let settle = Duration::from_secs_f64(settle_seconds.max(0.0));

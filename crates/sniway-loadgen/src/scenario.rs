@@ -94,7 +94,7 @@ fn bounded<T>(r: Result<io::Result<T>, tokio::time::error::Elapsed>) -> io::Resu
 }
 
 /// Latency summary in microseconds.
-fn percentiles(mut ns: Vec<u64>) -> Value {
+pub(crate) fn percentiles(mut ns: Vec<u64>) -> Value {
     if ns.is_empty() {
         return Value::Null;
     }
@@ -107,7 +107,7 @@ fn percentiles(mut ns: Vec<u64>) -> Value {
     json!({"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": at(1.0), "mean": round1(mean)})
 }
 
-fn round1(x: f64) -> f64 {
+pub(crate) fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
@@ -175,7 +175,7 @@ pub async fn connections(c: Common, concurrency: usize, connections: u64) -> Val
     Value::Object(m)
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 

@@ -1,0 +1,118 @@
+//! Terminated TLS: full handshakes per second through a gateway that terminates TLS, with rustls
+//! as the client (this scenario measures the gateway's handshake, so the client must speak TLS).
+//! Each connection: TCP connect, a full TLS 1.3 handshake (resumption off), 64 B echoed by the
+//! plaintext backend behind the gateway, close.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::procstat;
+use crate::scenario::{Common, percentiles, round1, round3};
+
+/// Client configuration trusting the certificate in `ca_pem`, with session resumption off so
+/// that every connection is a full handshake.
+pub fn client_config(ca_pem: &[u8]) -> io::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| io::Error::other(format!("certificate PEM: {e}")))?;
+        roots.add(cert).map_err(|e| io::Error::other(format!("certificate: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// Full handshakes at `concurrency`, up to `connections` or `--seconds`.
+pub async fn handshakes(c: Common, ca_pem: Vec<u8>, concurrency: usize, connections: u64) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("scenario".into(), "tls-handshake".into());
+    m.insert("target".into(), c.label.clone().into());
+    let config = match client_config(&ca_pem) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            m.insert("error".into(), e.to_string().into());
+            return Value::Object(m);
+        }
+    };
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let Ok(name) = ServerName::try_from(c.sni[0].clone()) else {
+        m.insert("error".into(), "bad --sni".into());
+        return Value::Object(m);
+    };
+    let c = Arc::new(c);
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(c.seconds);
+    let cpu0 = procstat::cpu_us(&c.proxy_pid);
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (c, next, errors) = (Arc::clone(&c), Arc::clone(&next), Arc::clone(&errors));
+            let (connector, name) = (connector.clone(), name.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= connections || Instant::now() >= deadline {
+                        break;
+                    }
+                    let t0 = Instant::now();
+                    let r = tokio::time::timeout(Duration::from_secs(10), async {
+                        let tcp = TcpStream::connect(c.target).await?;
+                        tcp.set_nodelay(true)?;
+                        let mut tls = connector.connect(name.clone(), tcp).await?;
+                        let out = [0x3cu8; 64];
+                        let mut back = [0u8; 64];
+                        tls.write_all(&out).await?;
+                        tls.read_exact(&mut back).await?;
+                        if back != out {
+                            return Err(io::Error::other("echo mismatch"));
+                        }
+                        Ok::<_, io::Error>(())
+                    })
+                    .await;
+                    match r {
+                        Ok(Ok(())) => lat.push(t0.elapsed().as_nanos() as u64),
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for w in workers {
+        lat.extend(w.await.unwrap_or_default());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = procstat::cpu_us(&c.proxy_pid).saturating_sub(cpu0);
+    let done = lat.len() as u64;
+    m.insert("concurrency".into(), concurrency.into());
+    m.insert("connections".into(), done.into());
+    m.insert("errors".into(), errors.load(Ordering::Relaxed).into());
+    m.insert("seconds".into(), round3(secs).into());
+    m.insert("per_second".into(), round1(done as f64 / secs).into());
+    m.insert("latency_us".into(), percentiles(lat));
+    if !c.proxy_pid.is_empty() {
+        m.insert("proxy_cpu_us".into(), cpu.into());
+        if done > 0 {
+            m.insert("proxy_cpu_us_per_handshake".into(), round3(cpu as f64 / done as f64).into());
+        }
+    }
+    Value::Object(m)
+}
