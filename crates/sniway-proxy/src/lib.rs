@@ -8,6 +8,7 @@
 //!   detect.rs    the ClientHello, however it arrives, into a bounded buffer under a deadline
 //!   upstream.rs  backend by weight, endpoint round-robin, connect under a timeout
 //!   relay.rs     both ways, half-close aware, no buffer while idle
+//!   splice.rs    bulk bursts socket -> pipe -> socket, pooled pipes
 //!   terminate.rs rustls config per listener (certificate by SNI, shared ticketer), handshake
 //!                over the buffered hello, plaintext relay with close_notify half-close
 //! error.rs       ProxyError (the proxy), ConnError (one connection; says which side failed)
@@ -40,7 +41,7 @@
 //! then the rest are cut and counted in the log.
 //!
 //! Known limits, left to later issues: health checks and failover across backends, PROXY
-//! protocol, metrics (errors carry a stable [`ConnError::reason`] for them), splice, client
+//! protocol, metrics (errors carry a stable [`ConnError::reason`] for them), client
 //! certificates.
 #![warn(missing_docs)]
 
