@@ -29,7 +29,7 @@
 //! - *writing*: only when the destination cannot take a whole read does the tail get a buffer of
 //!   its own, held until it is written.
 //! - *splicing*: a read that fills the scratch buffer means a bulk transfer; the rest of the burst
-//!   moves with splice(2) through a pooled pipe ([`crate::splice`]), without copying through
+//!   moves with splice(2) through a pooled pipe (`splice.rs`), without copying through
 //!   userspace.
 //!
 //! Both directions are polled together, so one waiting to write never stops the other from
