@@ -108,7 +108,7 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
         ("secure.example.com", Some("plain")),
         ("unknown.example.com", None),
     ];
-    println!("Routing, seen by a TLS client that verifies the backend's certificate:");
+    println!("Routing, seen by a TLS client that verifies the certificate it is shown:");
     for (sni, expect) in checks {
         match client::https_get(gateway, sni, config.clone(), Duration::from_secs(5)).await {
             Ok(answer) => {
