@@ -83,7 +83,7 @@ async fn the_handshake_verifies_and_the_certificate_is_chosen_by_sni() {
     {
         let mut tls = tls_connect(p.addr, sni, &client_config(&ca.der())).await;
         assert_eq!(&peer_leaf(&tls), der, "certificate for {sni}");
-        assert_eq!(tls_read_line(&mut tls).await, "plain");
+        assert_eq!(read_line(&mut tls).await, "plain");
     }
 
     // A name the listener routes but no certificate names: the first certificate is the default,
@@ -111,7 +111,7 @@ async fn the_backend_receives_exactly_the_plaintext_and_half_close_keeps_the_rep
     let got = tokio::time::timeout(WAIT, seen.recv()).await.expect("in time").expect("record");
     assert_eq!(got, b"plaintext in two writes", "{:?}", String::from_utf8_lossy(&got));
     assert_ne!(got[0], 0x16, "the backend saw a TLS record");
-    assert_eq!(tls_read_line(&mut tls).await, "got 23");
+    assert_eq!(read_line(&mut tls).await, "got 23");
     let mut rest = Vec::new();
     tokio::time::timeout(WAIT, tls.read_to_end(&mut rest))
         .await
@@ -127,9 +127,9 @@ async fn a_server_speaks_first_backend_greets_before_the_client_writes() {
     let (p, _, _) = terminate_gateway(&ca, backend, ProxyConfig::default()).await;
     let mut tls = tls_connect(p.addr, HOST, &client_config(&ca.der())).await;
     // Nothing written by the client.
-    assert_eq!(tls_read_line(&mut tls).await, "hello from the backend");
+    assert_eq!(read_line(&mut tls).await, "hello from the backend");
     tls.write_all(b"ping\n").await.expect("write");
-    assert_eq!(tls_read_line(&mut tls).await, "ping");
+    assert_eq!(read_line(&mut tls).await, "ping");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,13 +158,13 @@ async fn mixed_one_socket_passes_one_name_through_and_terminates_another() {
         let mut tls =
             tls_connect(p.addr, "abc.example.com", &client_config(&backend_ca.der())).await;
         assert_eq!(peer_leaf(&tls), backend_der, "the backend's own certificate");
-        assert_eq!(tls_read_line(&mut tls).await, "passed through");
+        assert_eq!(read_line(&mut tls).await, "passed through");
 
         let mut tls = tls_connect(p.addr, HOST, &client_config(&gateway_ca.der())).await;
         assert_eq!(peer_leaf(&tls), gateway_der, "the gateway's certificate");
-        assert_eq!(tls_read_line(&mut tls).await, "terminated");
+        assert_eq!(read_line(&mut tls).await, "terminated");
         tls.write_all(b"echo me\n").await.expect("write");
-        assert_eq!(tls_read_line(&mut tls).await, "echo me");
+        assert_eq!(read_line(&mut tls).await, "echo me");
     }
 }
 
@@ -305,7 +305,7 @@ async fn sixty_four_mib_echo_through_a_terminated_connection() {
     let backend = echo_backend("echo").await;
     let (p, _, _) = terminate_gateway(&ca, backend, ProxyConfig::default()).await;
     let mut tls = tls_connect(p.addr, HOST, &client_config(&ca.der())).await;
-    assert_eq!(tls_read_line(&mut tls).await, "echo");
+    assert_eq!(read_line(&mut tls).await, "echo");
 
     let (mut r, mut w) = tokio::io::split(tls);
     let writer = tokio::spawn(async move {
@@ -357,20 +357,20 @@ async fn a_new_certificate_set_serves_new_handshakes_and_spares_established_ones
 
     let mut old = tls_connect(p.addr, HOST, &client_config(&ca.der())).await;
     assert_eq!(peer_leaf(&old), der_old);
-    assert_eq!(tls_read_line(&mut old).await, "echo");
+    assert_eq!(read_line(&mut old).await, "echo");
 
     let (der_new, new) = ca.served("default/tls-cert", &[HOST]);
     cfg.certificates.store(Arc::new(CertificateSet(vec![new])));
 
     let mut fresh = tls_connect(p.addr, HOST, &client_config(&ca.der())).await;
     assert_eq!(peer_leaf(&fresh), der_new);
-    assert_eq!(tls_read_line(&mut fresh).await, "echo");
+    assert_eq!(read_line(&mut fresh).await, "echo");
 
     // The established connection goes on with its session.
     old.write_all(b"still here\n").await.expect("write");
-    assert_eq!(tls_read_line(&mut old).await, "still here");
+    assert_eq!(read_line(&mut old).await, "still here");
     fresh.write_all(b"new one\n").await.expect("write");
-    assert_eq!(tls_read_line(&mut fresh).await, "new one");
+    assert_eq!(read_line(&mut fresh).await, "new one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,7 +401,7 @@ async fn sessions_resume_with_tickets_across_a_table_swap() {
         let client = client_config_versions(&ca.der(), versions);
         let mut first = tls_connect(p.addr, HOST, &client).await;
         // Reading the greeting also takes in the TLS 1.3 tickets sent before it.
-        assert_eq!(tls_read_line(&mut first).await, "echo");
+        assert_eq!(read_line(&mut first).await, "echo");
         assert_eq!(first.get_ref().1.handshake_kind(), Some(HandshakeKind::Full));
         drop(first);
 
@@ -411,7 +411,7 @@ async fn sessions_resume_with_tickets_across_a_table_swap() {
             Some(HandshakeKind::Resumed),
             "{versions:?}"
         );
-        assert_eq!(tls_read_line(&mut second).await, "echo");
+        assert_eq!(read_line(&mut second).await, "echo");
 
         // A new table builds a new server configuration for the listener; the ticket keys are
         // the process's, so the session still resumes.
@@ -430,7 +430,7 @@ async fn sessions_resume_with_tickets_across_a_table_swap() {
             Some(HandshakeKind::Resumed),
             "after the swap, {versions:?}"
         );
-        assert_eq!(tls_read_line(&mut third).await, "echo");
+        assert_eq!(read_line(&mut third).await, "echo");
     }
 }
 

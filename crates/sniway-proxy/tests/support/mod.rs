@@ -228,8 +228,8 @@ pub async fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Reads one `\n`-terminated line (at most 256 bytes).
-pub async fn read_line(s: &mut TcpStream) -> String {
+/// Reads one `\n`-terminated line (at most 256 bytes) from a TCP or TLS stream.
+pub async fn read_line<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     tokio::time::timeout(WAIT, async {

@@ -245,25 +245,6 @@ pub fn rustls_client_hello(config: &Arc<ClientConfig>, sni: &str) -> Vec<u8> {
     out
 }
 
-/// Reads one `\n`-terminated line from a TLS stream (at most 256 bytes).
-pub async fn tls_read_line<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    tokio::time::timeout(WAIT, async {
-        while line.len() < 256 {
-            let n = s.read(&mut byte).await.expect("read line");
-            assert_eq!(n, 1, "end of stream after {:?}", String::from_utf8_lossy(&line));
-            if byte[0] == b'\n' {
-                break;
-            }
-            line.push(byte[0]);
-        }
-    })
-    .await
-    .expect("line in time");
-    String::from_utf8(line).expect("utf-8 line")
-}
-
 /// A TLS backend (its own certificate from `config`) that writes `NAME\n` after the handshake,
 /// then echoes.
 pub async fn tls_backend(name: &str, config: Arc<ServerConfig>) -> SocketAddr {
