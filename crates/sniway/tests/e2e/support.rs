@@ -61,6 +61,16 @@ pub struct Gateway {
 impl Gateway {
     /// Writes `manifests` to a file and serves them on 127.0.0.1, waiting until `port` listens.
     pub fn start(manifests: &str, port: u16, extra: &[&str]) -> Gateway {
+        Self::start_with_env(manifests, port, extra, &[])
+    }
+
+    /// As [`Gateway::start`], with extra environment variables for the gateway process.
+    pub fn start_with_env(
+        manifests: &str,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let dir = TempDir::new("gw");
         let file = dir.write("manifests.yaml", manifests);
         let mut child = Command::new(bin())
@@ -70,6 +80,7 @@ impl Gateway {
             .args(["--bind-address", "127.0.0.1"])
             .args(extra)
             .env("SNIWAY_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
