@@ -26,7 +26,7 @@ use crate::certificate::Certificates;
 use crate::gateway::{self, GatewayState, Served};
 use crate::resources::{Meta, Object, Resources, TlsRoute};
 use crate::route;
-use crate::status::conditions::{CONTROLLER_NAME, Cond, reasons, types};
+use crate::status::conditions::{CONTROLLER_NAME, Cond};
 use crate::status::{
     GatewayStatus, GatewayStatusAddress, ListenerStatus, ObjectStatus, ParentRefStatus,
     RouteGroupKind, RouteParentStatus, RouteStatus,
@@ -176,15 +176,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
             .collect();
         // Gateway API `RouteConditionResolvedRefs`: False when any reference is invalid; the
         // first invalid reference names the reason, the message lists all of them.
-        let resolved = match problems.first() {
-            None => {
-                Cond::yes(types::RESOLVED_REFS, reasons::RESOLVED_REFS, "all references resolved")
-            }
-            Some((reason, _)) => {
-                let msgs: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
-                Cond::no(types::RESOLVED_REFS, reason, msgs.join("; "))
-            }
-        };
+        let resolved = Cond::resolved_refs(&problems);
 
         let entries = route::entries(&r.spec);
         let labels = namespace_labels(res, &r.meta.namespace);

@@ -163,15 +163,7 @@ impl ListenerState<'_> {
                 ),
             ));
         }
-        let resolved = match problems.first() {
-            None => {
-                Cond::yes(types::RESOLVED_REFS, reasons::RESOLVED_REFS, "all references resolved")
-            }
-            Some((reason, _)) => {
-                let msgs: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
-                Cond::no(types::RESOLVED_REFS, reason, msgs.join("; "))
-            }
-        };
+        let resolved = Cond::resolved_refs(&problems);
         let conflicted = match &self.conflict {
             Some((reason, msg)) => Cond::yes(types::CONFLICTED, reason, msg.clone()),
             None => Cond::no(types::CONFLICTED, reasons::NO_CONFLICTS, "no conflicts"),

@@ -105,6 +105,20 @@ impl Cond {
         Self { type_, status: status::FALSE, reason, message: message.into() }
     }
 
+    /// `ResolvedRefs` from the problems found (reason, message), route or listener alike: True
+    /// when there are none; otherwise False with the first problem's reason and every message.
+    pub fn resolved_refs(problems: &[(&'static str, String)]) -> Self {
+        match problems.first() {
+            None => {
+                Cond::yes(types::RESOLVED_REFS, reasons::RESOLVED_REFS, "all references resolved")
+            }
+            Some((reason, _)) => {
+                let msgs: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+                Cond::no(types::RESOLVED_REFS, reason, msgs.join("; "))
+            }
+        }
+    }
+
     /// Stamps `observedGeneration` and `lastTransitionTime`.
     pub fn stamp(&self, generation: i64, now: &str) -> Condition {
         Condition {
