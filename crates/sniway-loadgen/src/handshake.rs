@@ -5,7 +5,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
@@ -15,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::procstat;
-use crate::scenario::{Common, percentiles, round1, round3};
+use crate::scenario::{Common, Driven, drive, percentiles, round1, round3};
 
 /// Client configuration trusting the certificate in `ca_pem`, with session resumption off so
 /// that every connection is a full handshake.
@@ -52,59 +51,32 @@ pub async fn handshakes(c: Common, ca_pem: Vec<u8>, concurrency: usize, connecti
         m.insert("error".into(), "bad --sni".into());
         return Value::Object(m);
     };
-    let c = Arc::new(c);
-    let next = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(c.seconds);
     let cpu0 = procstat::cpu_us(&c.proxy_pid);
-    let start = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (c, next, errors) = (Arc::clone(&c), Arc::clone(&next), Arc::clone(&errors));
-            let (connector, name) = (connector.clone(), name.clone());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= connections || Instant::now() >= deadline {
-                        break;
-                    }
-                    let t0 = Instant::now();
-                    let r = tokio::time::timeout(Duration::from_secs(10), async {
-                        let tcp = TcpStream::connect(c.target).await?;
-                        tcp.set_nodelay(true)?;
-                        let mut tls = connector.connect(name.clone(), tcp).await?;
-                        let out = [0x3cu8; 64];
-                        let mut back = [0u8; 64];
-                        tls.write_all(&out).await?;
-                        tls.read_exact(&mut back).await?;
-                        if back != out {
-                            return Err(io::Error::other("echo mismatch"));
-                        }
-                        Ok::<_, io::Error>(())
-                    })
-                    .await;
-                    match r {
-                        Ok(Ok(())) => lat.push(t0.elapsed().as_nanos() as u64),
-                        _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for w in workers {
-        lat.extend(w.await.unwrap_or_default());
-    }
-    let secs = start.elapsed().as_secs_f64();
+    let target = c.target;
+    let op = move |_: u64| {
+        let (connector, name) = (connector.clone(), name.clone());
+        async move {
+            let tcp = TcpStream::connect(target).await?;
+            tcp.set_nodelay(true)?;
+            let mut tls = connector.connect(name, tcp).await?;
+            let out = [0x3cu8; 64];
+            let mut back = [0u8; 64];
+            tls.write_all(&out).await?;
+            tls.read_exact(&mut back).await?;
+            if back != out {
+                return Err(io::Error::other("echo mismatch"));
+            }
+            Ok(())
+        }
+    };
+    let Driven { latencies_ns: lat, errors, seconds: secs } =
+        drive(concurrency, connections, deadline, op).await;
     let cpu = procstat::cpu_us(&c.proxy_pid).saturating_sub(cpu0);
     let done = lat.len() as u64;
     m.insert("concurrency".into(), concurrency.into());
     m.insert("connections".into(), done.into());
-    m.insert("errors".into(), errors.load(Ordering::Relaxed).into());
+    m.insert("errors".into(), errors.into());
     m.insert("seconds".into(), round3(secs).into());
     m.insert("per_second".into(), round1(done as f64 / secs).into());
     m.insert("latency_us".into(), percentiles(lat));

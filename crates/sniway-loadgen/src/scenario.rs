@@ -93,6 +93,61 @@ fn bounded<T>(r: Result<io::Result<T>, tokio::time::error::Elapsed>) -> io::Resu
     r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
+/// What [`drive`] measured: one latency (ns) per successful operation, the failures, the time.
+pub(crate) struct Driven {
+    pub latencies_ns: Vec<u64>,
+    pub errors: u64,
+    pub seconds: f64,
+}
+
+/// Runs `op(i)` for i = 0, 1, ... on `concurrency` workers until `count` operations have started
+/// or `deadline` passes; each operation is bounded by [`OP_TIMEOUT`].
+pub(crate) async fn drive<F, Fut>(
+    concurrency: usize,
+    count: u64,
+    deadline: Instant,
+    op: F,
+) -> Driven
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = io::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (next, errors, op) = (Arc::clone(&next), Arc::clone(&errors), op.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count || Instant::now() >= deadline {
+                        break;
+                    }
+                    let t0 = Instant::now();
+                    match bounded(tokio::time::timeout(OP_TIMEOUT, op(i)).await) {
+                        Ok(()) => lat.push(t0.elapsed().as_nanos() as u64),
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut latencies_ns = Vec::new();
+    for w in workers {
+        latencies_ns.extend(w.await.unwrap_or_default());
+    }
+    Driven {
+        latencies_ns,
+        errors: errors.load(Ordering::Relaxed),
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
 /// Latency summary in microseconds.
 pub(crate) fn percentiles(mut ns: Vec<u64>) -> Value {
     if ns.is_empty() {
@@ -120,54 +175,27 @@ pub async fn connections(c: Common, concurrency: usize, connections: u64) -> Val
     let scenario = if concurrency > 1 { "conn-rate" } else { "conn-latency" };
     let hellos = Arc::new(hello_names(&c));
     let c = Arc::new(c);
-    let next = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
     let cpu0 = procstat::cpu_us(&c.proxy_pid);
-    let start = Instant::now();
-    let deadline = c.deadline();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (c, hellos, next, errors) =
-                (Arc::clone(&c), Arc::clone(&hellos), Arc::clone(&next), Arc::clone(&errors));
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let payload = [0x5au8; 64];
-                let mut back = [0u8; 64];
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= connections || Instant::now() >= deadline {
-                        break;
-                    }
-                    let hello = &hellos[i as usize % hellos.len()];
-                    let t0 = Instant::now();
-                    let r = tokio::time::timeout(OP_TIMEOUT, async {
-                        let mut s = open(&c, Kind::Echo, hello).await?;
-                        echo_once(&mut s, &payload, &mut back).await
-                    })
-                    .await;
-                    match bounded(r) {
-                        Ok(()) => lat.push(t0.elapsed().as_nanos() as u64),
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat = Vec::new();
-    for w in workers {
-        lat.extend(w.await.unwrap_or_default());
-    }
-    let secs = start.elapsed().as_secs_f64();
+    let op = {
+        let (c, hellos) = (Arc::clone(&c), Arc::clone(&hellos));
+        move |i: u64| {
+            let (c, hellos) = (Arc::clone(&c), Arc::clone(&hellos));
+            async move {
+                let hello = &hellos[i as usize % hellos.len()];
+                let mut s = open(&c, Kind::Echo, hello).await?;
+                echo_once(&mut s, &[0x5au8; 64], &mut [0u8; 64]).await
+            }
+        }
+    };
+    let Driven { latencies_ns: lat, errors, seconds: secs } =
+        drive(concurrency, connections, c.deadline(), op).await;
     let cpu = procstat::cpu_us(&c.proxy_pid).saturating_sub(cpu0);
     let done = lat.len() as u64;
     let mut m = c.base(scenario);
     m.insert("hello_bytes".into(), hellos[0].len().into());
     m.insert("concurrency".into(), concurrency.into());
     m.insert("connections".into(), done.into());
-    m.insert("errors".into(), errors.load(Ordering::Relaxed).into());
+    m.insert("errors".into(), errors.into());
     m.insert("seconds".into(), round3(secs).into());
     m.insert("per_second".into(), round1(done as f64 / secs).into());
     m.insert("latency_us".into(), percentiles(lat));
