@@ -268,7 +268,9 @@ async fn a_swapped_table_serves_new_connections_while_old_ones_keep_working() {
 async fn shutdown_stops_accepting_and_waits_for_live_connections() {
     let e = echo_backend("e").await;
     let table = mk_table(vec![(None, mk_route("r", vec![mk_endpoints("e", &[e])]))]);
-    let mut p = start_with(table, ProxyConfig::default(), Duration::from_secs(10)).await;
+    // A one-hour drain deadline: run() returning within the bounded wait below can only be
+    // because the last connection ended.
+    let mut p = start_with(table, ProxyConfig::default(), Duration::from_secs(3600)).await;
     let mut live = connect(p.addr).await;
     let h = hello("d.example.com");
     live.write_all(&h).await.expect("write");
@@ -292,14 +294,12 @@ async fn shutdown_stops_accepting_and_waits_for_live_connections() {
     assert_eq!(read_exact(&mut live, 8).await, b"draining");
     assert!(!p.task.is_finished(), "run returned with a connection open");
 
-    let t = Instant::now();
     drop(live);
     tokio::time::timeout(WAIT, &mut p.task)
         .await
         .expect("run returns once drained")
         .expect("run task")
         .expect("run");
-    assert!(t.elapsed() < Duration::from_secs(2), "drained after {:?}", t.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +323,7 @@ async fn drain_deadline_cuts_connections_still_open() {
         .expect("task")
         .expect("run");
     let e = t.elapsed();
-    assert!(e >= Duration::from_millis(250) && e < Duration::from_secs(3), "returned after {e:?}");
+    assert!(e >= Duration::from_millis(250), "returned before the drain deadline, after {e:?}");
     assert_closed_silently(&mut detecting).await;
     // The relayed connection ends: its remaining echo, then end of stream or reset.
     let mut rest = Vec::new();

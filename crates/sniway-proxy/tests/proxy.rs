@@ -64,15 +64,17 @@ async fn a_more_specific_listener_without_route_refuses_instead_of_falling_throu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_closed_quickly_with_nothing_written() {
     let a = echo_backend("a").await;
-    let p = start(mk_table(vec![(None, mk_route("r", vec![mk_endpoints("a", &[a])]))])).await;
+    let table = mk_table(vec![(None, mk_route("r", vec![mk_endpoints("a", &[a])]))]);
+    // With a one-hour hello deadline, a close within the bounded wait can only be the early
+    // rejection of bytes that are not a ClientHello.
+    let config = ProxyConfig { hello_timeout: Duration::from_secs(3600), ..ProxyConfig::default() };
+    let p = start_with(table, config, Duration::from_secs(5)).await;
     for garbage in
         [&b"GET / HTTP/1.1\r\n"[..], b"SSH-2.0-OpenSSH_9.6\r\n", &[0x80, 0x2e, 0x01, 0x03, 0x01]]
     {
         let mut s = connect(p.addr).await;
-        let t = Instant::now();
         s.write_all(garbage).await.expect("write");
         assert_closed_silently(&mut s).await;
-        assert!(t.elapsed() < Duration::from_secs(2), "closed after {:?}", t.elapsed());
     }
 }
 
@@ -127,24 +129,25 @@ async fn incomplete_hello_is_closed_at_the_deadline() {
     s.write_all(&h[..10]).await.expect("write");
     assert_closed_silently(&mut s).await;
     let e = t.elapsed();
-    assert!(e >= Duration::from_millis(250) && e < Duration::from_secs(3), "closed after {e:?}");
+    assert!(e >= Duration::from_millis(250), "closed before the deadline, after {e:?}");
 
-    // A client trickling a byte every 20 ms for up to 1.2 s: the deadline covers the whole hello,
-    // not each read, so the proxy closes at about 300 ms and the writes start failing.
+    // A client trickling a byte every 50 ms for up to 3 s: the deadline covers the whole hello,
+    // not each read, so the proxy closes at about 300 ms and the writes start failing long
+    // before the trickle is over (with a per-read deadline it would never close meanwhile).
     let mut s = connect(p.addr).await;
     let t = Instant::now();
+    let mut cut_off = false;
     for b in &h[..60] {
         if s.write_all(std::slice::from_ref(b)).await.is_err() {
+            cut_off = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert!(cut_off, "the proxy let a trickling client go on past the hello deadline");
     assert_closed_silently(&mut s).await;
     let e = t.elapsed();
-    assert!(
-        e >= Duration::from_millis(250) && e < Duration::from_millis(1000),
-        "closed after {e:?}"
-    );
+    assert!(e >= Duration::from_millis(250), "closed before the deadline, after {e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,12 +237,15 @@ fn tls10_client_hello(sni: &str) -> Vec<u8> {
 async fn a_tls10_only_client_gets_no_server_hello() {
     let ca = TestCa::new("test CA");
     let (backend, mut seen) = recording_backend().await;
-    let (p, _, _) = terminate_gateway(&ca, backend, ProxyConfig::default()).await;
+    // One-hour deadlines: a close within the bounded wait can only be the handshake refusing
+    // the TLS 1.0 hello.
+    let hour = Duration::from_secs(3600);
+    let config =
+        ProxyConfig { hello_timeout: hour, handshake_timeout: hour, ..ProxyConfig::default() };
+    let (p, _, _) = terminate_gateway(&ca, backend, config).await;
     let mut s = connect(p.addr).await;
-    let t = Instant::now();
     s.write_all(&tls10_client_hello(HOST)).await.expect("write hello");
     let answer = read_to_close(&mut s).await;
-    assert!(t.elapsed() < Duration::from_secs(5), "closed after {:?}", t.elapsed());
     let kinds = record_kinds(&answer);
     assert!(!kinds.contains(&(22, Some(2))), "ServerHello sent: {answer:?}");
     // At most a fatal alert (protocol_version), nothing else.
@@ -388,7 +391,7 @@ async fn a_stalled_handshake_is_closed_at_the_handshake_deadline() {
     let answer = read_to_close(&mut s).await;
     let e = t.elapsed();
     assert!(record_kinds(&answer).contains(&(22, Some(2))), "a ServerHello first");
-    assert!(e >= Duration::from_millis(250) && e < Duration::from_secs(3), "closed after {e:?}");
+    assert!(e >= Duration::from_millis(250), "closed before the deadline, after {e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

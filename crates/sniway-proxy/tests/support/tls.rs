@@ -271,11 +271,12 @@ pub async fn tls_backend(name: &str, config: Arc<ServerConfig>) -> SocketAddr {
     addr
 }
 
-/// Reads from `s` until end of stream, reset or `WAIT`, and returns the bytes.
+/// Reads from `s` until end of stream or reset and returns the bytes; fails if the peer has not
+/// closed within `WAIT`.
 pub async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
-    let _ = tokio::time::timeout(WAIT, async {
+    let closed = tokio::time::timeout(WAIT, async {
         loop {
             match s.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -284,6 +285,7 @@ pub async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
         }
     })
     .await;
+    assert!(closed.is_ok(), "not closed within {WAIT:?}; got {out:?}");
     out
 }
 
