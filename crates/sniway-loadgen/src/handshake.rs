@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::procstat;
-use crate::scenario::{Common, Driven, drive, percentiles, round1, round3};
+use crate::scenario::{Common, cpu_fields, drive};
 
 /// Client configuration trusting the certificate in `ca_pem`, with session resumption off so
 /// that every connection is a full handshake.
@@ -70,21 +70,10 @@ pub async fn handshakes(c: Common, ca_pem: Vec<u8>, concurrency: usize, connecti
             Ok(())
         }
     };
-    let Driven { latencies_ns: lat, errors, seconds: secs } =
-        drive(concurrency, connections, deadline, op).await;
+    let driven = drive(concurrency, connections, deadline, op).await;
     let cpu = procstat::cpu_us(&c.proxy_pid).saturating_sub(cpu0);
-    let done = lat.len() as u64;
     m.insert("concurrency".into(), concurrency.into());
-    m.insert("connections".into(), done.into());
-    m.insert("errors".into(), errors.into());
-    m.insert("seconds".into(), round3(secs).into());
-    m.insert("per_second".into(), round1(done as f64 / secs).into());
-    m.insert("latency_us".into(), percentiles(lat));
-    if !c.proxy_pid.is_empty() {
-        m.insert("proxy_cpu_us".into(), cpu.into());
-        if done > 0 {
-            m.insert("proxy_cpu_us_per_handshake".into(), round3(cpu as f64 / done as f64).into());
-        }
-    }
+    let done = driven.record(&mut m);
+    cpu_fields(&mut m, &c, cpu, "handshake", done as f64);
     Value::Object(m)
 }

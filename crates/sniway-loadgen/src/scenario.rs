@@ -100,6 +100,20 @@ pub(crate) struct Driven {
     pub seconds: f64,
 }
 
+impl Driven {
+    /// Adds `connections`, `errors`, `seconds`, `per_second` and `latency_us` to `m`; returns
+    /// the number of operations that succeeded.
+    pub(crate) fn record(self, m: &mut serde_json::Map<String, Value>) -> u64 {
+        let done = self.latencies_ns.len() as u64;
+        m.insert("connections".into(), done.into());
+        m.insert("errors".into(), self.errors.into());
+        m.insert("seconds".into(), round3(self.seconds).into());
+        m.insert("per_second".into(), round1(done as f64 / self.seconds).into());
+        m.insert("latency_us".into(), percentiles(self.latencies_ns));
+        done
+    }
+}
+
 /// Runs `op(i)` for i = 0, 1, ... on `concurrency` workers until `count` operations have started
 /// or `deadline` passes; each operation is bounded by [`OP_TIMEOUT`].
 pub(crate) async fn drive<F, Fut>(
@@ -187,18 +201,12 @@ pub async fn connections(c: Common, concurrency: usize, connections: u64) -> Val
             }
         }
     };
-    let Driven { latencies_ns: lat, errors, seconds: secs } =
-        drive(concurrency, connections, c.deadline(), op).await;
+    let driven = drive(concurrency, connections, c.deadline(), op).await;
     let cpu = procstat::cpu_us(&c.proxy_pid).saturating_sub(cpu0);
-    let done = lat.len() as u64;
     let mut m = c.base(scenario);
     m.insert("hello_bytes".into(), hellos[0].len().into());
     m.insert("concurrency".into(), concurrency.into());
-    m.insert("connections".into(), done.into());
-    m.insert("errors".into(), errors.into());
-    m.insert("seconds".into(), round3(secs).into());
-    m.insert("per_second".into(), round1(done as f64 / secs).into());
-    m.insert("latency_us".into(), percentiles(lat));
+    let done = driven.record(&mut m);
     cpu_fields(&mut m, &c, cpu, "conn", done as f64);
     Value::Object(m)
 }
@@ -207,7 +215,13 @@ pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn cpu_fields(m: &mut serde_json::Map<String, Value>, c: &Common, cpu: u64, unit: &str, n: f64) {
+pub(crate) fn cpu_fields(
+    m: &mut serde_json::Map<String, Value>,
+    c: &Common,
+    cpu: u64,
+    unit: &str,
+    n: f64,
+) {
     if c.proxy_pid.is_empty() {
         return;
     }
