@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use crate::detect::{self, Detected};
 use crate::error::ConnError;
-use crate::relay::{self, Transferred};
+use crate::relay::{self, Replay, Transferred};
 use crate::terminate;
 use crate::upstream::{self, Connected};
 use crate::{ProxyConfig, Shared};
@@ -62,7 +62,7 @@ struct Passthrough {
     client: TcpStream,
     backend: TcpStream,
     /// Every byte read from the client so far, replayed to the backend first.
-    replay: Vec<u8>,
+    replay: Replay,
     /// The backend's display name, for the log.
     name: String,
 }
@@ -94,19 +94,21 @@ async fn prepare(accepted: Accepted, shared: Arc<Shared>) -> Option<Passthrough>
         }
         // `find_route` refuses any mode this data plane does not serve.
         _ => {
-            let Connected { stream: backend, addr, backend: name } =
-                match upstream::connect(&route, config.connect_timeout).await {
+            // Only the bytes are kept for the replay; the parsed hello is not needed any more.
+            let Detected { hello, buffered } = detected;
+            drop(hello);
+            // The replay starts with the connect: usually all of it goes out there.
+            let Connected { stream: backend, addr, backend: name, sent } =
+                match upstream::connect(&route, config.connect_timeout, &buffered).await {
                     Ok(c) => c,
                     Err(e) => {
                         refused(&e);
                         return None;
                     }
                 };
-            // Only the bytes are kept for the relay; the parsed hello is not needed any more.
-            let Detected { hello, buffered } = detected;
-            drop(hello);
             tracing::debug!(backend = %name, endpoint = %addr, "connected");
-            Some(Passthrough { client: stream, backend, replay: buffered, name })
+            let replay = Replay { buf: buffered, sent };
+            Some(Passthrough { client: stream, backend, replay, name })
         }
     }
 }
@@ -152,8 +154,8 @@ async fn terminate(
             "handshake complete"
         );
     }
-    let Connected { stream: mut backend_stream, addr, backend } =
-        match upstream::connect(route, config.connect_timeout).await {
+    let Connected { stream: mut backend_stream, addr, backend, .. } =
+        match upstream::connect(route, config.connect_timeout, &[]).await {
             Ok(c) => c,
             Err(e) => {
                 refused(&e);

@@ -16,10 +16,10 @@
 //! Every byte read is kept, in order, and replayed to the backend: the proxy never consumes or
 //! rewrites the client's bytes.
 
+use std::io::ErrorKind;
 use std::time::Duration;
 
 use sniway_wire::ClientHello;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::error::ConnError;
@@ -66,9 +66,14 @@ async fn read_hello_unbounded(io: &mut TcpStream) -> Result<Detected, ConnError>
             }
             buf.resize(grown, 0);
         }
-        let n = match io.read(&mut buf[filled..]).await {
+        // A short read clears the readiness (`relay::read_once`), so the relay that follows does
+        // not start with a read that finds nothing.
+        let n = match crate::relay::read_once(io, &mut buf[filled..]) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                io.readable().await.map_err(ConnError::HelloRead)?;
+                continue;
+            }
             Err(e) => return Err(ConnError::HelloRead(e)),
         };
         if n == 0 {

@@ -47,6 +47,7 @@ use std::net::Shutdown;
 use std::task::{Context, Poll, ready};
 
 use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::error::ConnError;
@@ -64,18 +65,32 @@ pub struct Transferred {
     pub backend_to_client: u64,
 }
 
-/// Writes `replay` (the bytes read during detection) to the backend, then relays both ways until
-/// both directions have ended or either fails. Returns the bytes moved in any case.
+/// The bytes read from the client during detection, to be written to the backend before anything
+/// else.
+#[derive(Debug)]
+pub struct Replay {
+    /// Every byte read from the client so far.
+    pub buf: Vec<u8>,
+    /// How many of them the backend already has (sent while connecting).
+    pub sent: usize,
+}
+
+/// Writes what is left of `replay` to the backend, then relays both ways until both directions
+/// have ended or either fails. Returns the bytes moved in any case, the replay included.
 pub async fn relay(
     client: &TcpStream,
     backend: &TcpStream,
-    replay: Vec<u8>,
+    replay: Replay,
 ) -> (Transferred, Result<(), ConnError>) {
     let mut up = Dir::new(client, backend);
     let mut down = Dir::new(backend, client);
-    // The replay goes first, as a pending write of the client-to-backend direction.
-    if !replay.is_empty() {
-        up.state = State::Writing { buf: replay, off: 0 };
+    let Replay { buf, sent } = replay;
+    let sent = sent.min(buf.len());
+    up.count = sent as u64;
+    // What is left of the replay goes first, as a pending write of the client-to-backend
+    // direction; a replay sent whole is freed here.
+    if sent < buf.len() {
+        up.state = State::Writing { buf, off: sent };
     }
     let result = poll_fn(|cx| {
         let up_done = up.poll_to_end(cx, down.ended).map_err(|e| e.blame(true))?;
@@ -267,7 +282,7 @@ impl<'a> Dir<'a> {
 
 /// Reads once into `buf` and writes what the destination takes without waiting.
 fn read_and_write(src: &TcpStream, dst: &TcpStream, buf: &mut [u8]) -> Result<Step, DirError> {
-    let n = match src.try_read(buf) {
+    let n = match read_once(src, buf) {
         Ok(0) => return Ok(Step::Eof),
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
@@ -287,6 +302,33 @@ fn read_and_write(src: &TcpStream, dst: &TcpStream, buf: &mut [u8]) -> Result<St
         }
     }
     Ok(Step::Wrote(n))
+}
+
+/// Reads once from `src` into `buf`, as [`TcpStream::try_read`] does, and returns the byte count
+/// (0 at end of stream).
+///
+/// A read that returns fewer bytes than `buf` holds has emptied the socket's receive queue (a
+/// stream socket's read takes everything queued, up to the length asked for). So the readiness
+/// the read was made on is cleared at once, and the next wait registers the waker instead of
+/// first making a `recv` that would only say `EAGAIN`: one system call less per message and
+/// direction. This cannot lose a wake-up: tokio clears readiness only if no event arrived since
+/// the one the read was made on (its tick), any byte queued after the read raises a new
+/// edge-triggered event, and an end of stream or error (`READ_CLOSED`) is never cleared.
+pub(crate) fn read_once(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut short = 0;
+    let read = src.try_io(Interest::READABLE, || {
+        let n = rustix::io::read(src, &mut *buf)?;
+        if n > 0 && n < buf.len() {
+            // Reported as `WouldBlock` so that `try_io` clears the readiness it checked.
+            short = n;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match read {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(short),
+        r => r,
+    }
 }
 
 /// `WouldBlock` (readiness now cleared; the next poll waits) or `Interrupted`: try again.

@@ -20,7 +20,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rustix::io::Errno;
 use sniway_model::{Backend, Route};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -38,10 +40,17 @@ pub struct Connected {
     pub addr: SocketAddr,
     /// The backend's display name.
     pub backend: String,
+    /// How many of the first bytes asked for were sent while connecting.
+    pub sent: usize,
 }
 
-/// Picks a backend of `route` by weight and connects to one of its endpoints.
-pub async fn connect(route: &Route, connect_timeout: Duration) -> Result<Connected, ConnError> {
+/// Picks a backend of `route` by weight, connects to one of its endpoints and sends what of
+/// `first` the new socket takes at once ([`Connected::sent`]; see `connect_one`).
+pub async fn connect(
+    route: &Route,
+    connect_timeout: Duration,
+    first: &[u8],
+) -> Result<Connected, ConnError> {
     let total = route.total_weight();
     let picked = match total {
         0 => None,
@@ -86,9 +95,9 @@ pub async fn connect(route: &Route, connect_timeout: Duration) -> Result<Connect
     };
     let mut last = None;
     for addr in candidates {
-        match connect_one(addr, deadline).await {
-            Ok(stream) => {
-                return Ok(Connected { stream, addr, backend: name.clone() });
+        match connect_one(addr, deadline, first).await {
+            Ok((stream, sent)) => {
+                return Ok(Connected { stream, addr, backend: name.clone(), sent });
             }
             Err(source) => {
                 tracing::debug!(backend = %name, %addr, error = %source, "connect failed");
@@ -104,12 +113,46 @@ pub async fn connect(route: &Route, connect_timeout: Duration) -> Result<Connect
     Err(last.unwrap_or_else(|| ConnError::NoEndpoints { backend: name.clone() }))
 }
 
-async fn connect_one(addr: SocketAddr, deadline: Instant) -> io::Result<TcpStream> {
-    let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
-        Ok(r) => r?,
-        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-    };
+/// Connects to `addr` and, once connected, sends what of `first` the socket takes at once.
+///
+/// A non-blocking connect reports `EINPROGRESS` even when the handshake completes within the call
+/// (on loopback, and to any endpoint on the same host, the kernel has already processed the
+/// SYN-ACK by the time `connect` returns). So the first bytes are sent straight away: if the send
+/// succeeds the connection is established and the wait for writability, its pass through the
+/// event loop and the `SO_ERROR` query are skipped; `EAGAIN` means the handshake is still under
+/// way, and only then is it waited for. Either way no byte is sent before the connection exists.
+async fn connect_one(
+    addr: SocketAddr,
+    deadline: Instant,
+    first: &[u8],
+) -> io::Result<(TcpStream, usize)> {
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
     // Latency over batching: the client's and backend's TLS stacks already write whole records.
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(Errno::INPROGRESS.raw_os_error()) => {}
+        Err(e) => return Err(e),
+    }
+    let mut sent = 0;
+    if !first.is_empty() {
+        match socket.send(first) {
+            Ok(n) => sent = n,
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    if sent == 0 {
+        match tokio::time::timeout_at(deadline, stream.writable()).await {
+            Ok(r) => r?,
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        }
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+    }
+    Ok((stream, sent))
 }

@@ -267,3 +267,35 @@ async fn captured_client_hellos_route_by_their_sni() {
     }
     assert!(routed >= 3, "expected captured hellos in {}", dir.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_hello_to_a_slow_backend_is_replayed_whole_and_in_order() {
+    // A 60 KiB hello (the replay starts while connecting) to a backend with a 4 KiB receive
+    // buffer that reads nothing for the first 300 ms, then the bytes the client sent after it.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).expect("bind");
+    socket.listen(8).expect("listen");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let listener = tokio::net::TcpListener::from_std(socket.into()).expect("listener");
+    let backend = listener.local_addr().expect("addr");
+    let h = records(&hello_message(Some("a.example.com"), 60 * 1024), 16 * 1024);
+    let tail = b"and what came after";
+    let expected = [h.as_slice(), tail].concat();
+    let received = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut got = vec![0u8; expected.len()];
+        tokio::io::AsyncReadExt::read_exact(&mut s, &mut got).await.expect("read all");
+        assert!(got == expected, "the backend received the replay and the rest whole, in order");
+    });
+    let p = start(mk_table(vec![(
+        Some("a.example.com"),
+        mk_route("r", vec![mk_endpoints("b", &[backend])]),
+    )]))
+    .await;
+    let mut s = connect(p.addr).await;
+    s.write_all(&h).await.expect("write hello");
+    s.write_all(tail).await.expect("write tail");
+    tokio::time::timeout(WAIT, received).await.expect("received in time").expect("backend");
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# A/B of two sniway binaries on the same scenarios, alternating, to measure one change.
+#
+#   bench/ab.sh A_BINARY B_BINARY [--rounds N] [--scenarios rate-classic,pingpong,...]
+#
+# Each round starts binary A, runs every scenario against it, stops it, then does the same with
+# B (the order flips every round). The proxy runs pinned to CPU 1, the load generator and the
+# backends to CPU 0, as in bench/compare.sh, whose scenario names and counts this uses. Prints the
+# median of each figure per binary and B/A. Loopback only; everything started is stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+A=$1
+B=$2
+shift 2
+ROUNDS=5
+SCENARIOS="rate-classic,latency-classic,pingpong"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --scenarios) SCENARIOS=$2; shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+cargo build --quiet --release -p sniway-loadgen
+LOADGEN=target/release/sniway-loadgen
+PORT=18444
+BACKEND=19001
+OUT=$(mktemp -d /tmp/sniway-ab.XXXXXX)
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+args_of() {
+  case "$1" in
+    rate-classic) echo "rate --connections 20000 --seconds 4 --sni echo.bench.test,c.wild.bench.test" ;;
+    rate-pq) echo "rate --connections 20000 --seconds 4 --hello post-quantum --sni echo.bench.test,c.wild.bench.test" ;;
+    latency-classic) echo "latency --connections 2000 --seconds 4" ;;
+    latency-pq) echo "latency --connections 2000 --seconds 4 --hello post-quantum" ;;
+    bulk-up-1) echo "bulk --streams 1 --direction up --seconds 2" ;;
+    bulk-up-8) echo "bulk --streams 8 --direction up --seconds 2" ;;
+    bulk-down-1) echo "bulk --streams 1 --direction down --seconds 2" ;;
+    bulk-down-8) echo "bulk --streams 8 --direction down --seconds 2" ;;
+    pingpong) echo "pingpong --round-trips 20000 --seconds 4" ;;
+    *) echo "unknown scenario: $1" >&2; exit 2 ;;
+  esac
+}
+
+taskset -c 0 "$LOADGEN" backends --base-port $BACKEND --max-seconds 3600 >/dev/null 2>&1 &
+PIDS+=($!)
+wait_port $BACKEND
+
+IFS=, read -r -a CASES <<<"$SCENARIOS"
+for round in $(seq "$ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then order="A B"; else order="B A"; fi
+  for which in $order; do
+    if [ "$which" = A ]; then bin=$A; else bin=$B; fi
+    SNIWAY_LOG=warn taskset -c 1 "$bin" run --workers 1 -f bench/manifests/ >/dev/null 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port $PORT
+    sleep 0.3
+    for c in "${CASES[@]}"; do
+      # shellcheck disable=SC2046
+      line=$(taskset -c 0 "$LOADGEN" $(args_of "$c") --target 127.0.0.1:$PORT --label "$which" \
+        --proxy-pid "$pid") || line=""
+      [ -n "$line" ] && echo "{\"case\":\"$c\",\"round\":$round,\"result\":$line}" >>"$OUT/results.jsonl"
+    done
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+  done
+  echo "round $round/$ROUNDS done (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+done
+
+python3 - "$OUT/results.jsonl" <<'EOF'
+import json, statistics, sys
+from collections import defaultdict
+FIG = {
+    "rate": [("conn/s", ["per_second"]), ("CPU us/conn", ["proxy_cpu_us_per_conn"]),
+             ("p99 us", ["latency_us", "p99"])],
+    "latency": [("p50 us", ["latency_us", "p50"]), ("p99 us", ["latency_us", "p99"]),
+                ("CPU us/conn", ["proxy_cpu_us_per_conn"])],
+    "bulk": [("Gbit/s", ["gbit_per_s"]), ("CPU us/GB", ["proxy_cpu_us_per_gb"])],
+    "pingpong": [("p50 us", ["latency_us", "p50"]), ("p99 us", ["latency_us", "p99"]),
+                 ("CPU us/round trip", ["proxy_cpu_us_per_round_trip"])],
+}
+vals = defaultdict(list)
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    res = r["result"]
+    for name, path in FIG[r["case"].split("-")[0]]:
+        v = res
+        for p in path:
+            v = v.get(p) if isinstance(v, dict) else None
+        if isinstance(v, (int, float)):
+            vals[(r["case"], name, res["target"])].append(v)
+print("| scenario | figure | A median | B median | B/A |")
+print("|---|---|---:|---:|---:|")
+for (case, name, t) in sorted(k for k in vals if k[2] == "A"):
+    a = statistics.median(vals[(case, name, "A")])
+    b = statistics.median(vals.get((case, name, "B"), [float("nan")]))
+    print(f"| {case} | {name} | {a:,.1f} | {b:,.1f} | {b / a:.2f} |")
+EOF
+echo "results: $OUT/results.jsonl" >&2

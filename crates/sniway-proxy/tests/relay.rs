@@ -1,0 +1,71 @@
+//! The relay on its own, between two pairs of connected loopback sockets.
+
+use std::time::Duration;
+
+use sniway_proxy::relay::{self, Replay};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Two connected sockets: (the one that connected, the one accepted).
+async fn pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let near = TcpStream::connect(l.local_addr().expect("addr")).await.expect("connect");
+    let (far, _) = l.accept().await.expect("accept");
+    (near, far)
+}
+
+#[tokio::test]
+async fn the_unsent_part_of_the_replay_goes_first_and_counts_with_the_sent_part() {
+    let (mut client, proxy_client) = pair().await;
+    let (proxy_backend, mut backend) = pair().await;
+    // The first 6 bytes reached the backend while connecting; the relay writes the rest.
+    let replay = Replay { buf: b"HELLO:replay-tail|".to_vec(), sent: 6 };
+    let relaying = tokio::spawn(async move {
+        let r = relay::relay(&proxy_client, &proxy_backend, replay).await;
+        drop((proxy_client, proxy_backend));
+        r
+    });
+    client.write_all(b"after").await.expect("write");
+    client.shutdown().await.expect("shutdown");
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, backend.read_to_end(&mut got))
+        .await
+        .expect("in time")
+        .expect("read");
+    assert_eq!(got, b"replay-tail|after");
+    backend.write_all(b"back").await.expect("write back");
+    backend.shutdown().await.expect("shutdown");
+    let mut down = Vec::new();
+    tokio::time::timeout(WAIT, client.read_to_end(&mut down))
+        .await
+        .expect("in time")
+        .expect("read");
+    assert_eq!(down, b"back");
+    let (t, result) = tokio::time::timeout(WAIT, relaying).await.expect("ended").expect("task");
+    result.expect("clean end");
+    assert_eq!(t.client_to_backend, 18 + 5, "the whole replay and what followed");
+    assert_eq!(t.backend_to_client, 4);
+}
+
+#[tokio::test]
+async fn a_replay_sent_whole_while_connecting_is_not_written_again() {
+    let (mut client, proxy_client) = pair().await;
+    let (proxy_backend, mut backend) = pair().await;
+    let replay = Replay { buf: b"HELLO".to_vec(), sent: 5 };
+    let relaying =
+        tokio::spawn(async move { relay::relay(&proxy_client, &proxy_backend, replay).await });
+    client.write_all(b"x").await.expect("write");
+    client.shutdown().await.expect("shutdown");
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, backend.read_to_end(&mut got))
+        .await
+        .expect("in time")
+        .expect("read");
+    assert_eq!(got, b"x");
+    backend.shutdown().await.expect("shutdown");
+    let (t, result) = tokio::time::timeout(WAIT, relaying).await.expect("ended").expect("task");
+    result.expect("clean end");
+    assert_eq!(t.client_to_backend, 6);
+}
