@@ -88,9 +88,12 @@ pub async fn relay(
     let sent = sent.min(buf.len());
     up.count = sent as u64;
     // What is left of the replay goes first, as a pending write of the client-to-backend
-    // direction; a replay sent whole is freed here.
+    // direction. A replay sent whole is freed here: kept in scope, it would stay allocated for
+    // the connection's whole life.
     if sent < buf.len() {
         up.state = State::Writing { buf, off: sent };
+    } else {
+        drop(buf);
     }
     let result = poll_fn(|cx| {
         let up_done = up.poll_to_end(cx, down.ended).map_err(|e| e.blame(true))?;

@@ -1,0 +1,93 @@
+//! What an idle relayed connection costs the proxy in heap memory, counted by an instrumented
+//! global allocator: requested sizes, so the figure does not depend on the allocator's pages.
+//! An idle passthrough connection keeps its task, its two socket registrations and the relay
+//! state, and no buffer (`relay.rs`: "holding no userspace buffer while the connection is
+//! idle"). The bound is on bytes, not time: nothing here is timed.
+
+mod support;
+
+use std::alloc::System;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use support::*;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Connections in the measured batch.
+const N: usize = 200;
+
+/// Most heap bytes one idle relayed connection may hold: its task, two registrations, the relay
+/// state and the backend's name. A userspace buffer of any useful size would exceed it.
+const MAX_BYTES_PER_CONN: usize = 2048;
+
+/// Opens `n` connections through the proxy at `proxy`, each sending `hello`. Each returns once the
+/// backend behind `backend` has received the hello whole and its answer has come back through
+/// the proxy, so the connection is relaying (the setup before the relay is freed by then).
+/// Nothing here allocates per connection: the vectors are sized before.
+fn open_relayed(
+    proxy: SocketAddr,
+    backend: &TcpListener,
+    hello: &[u8],
+    clients: &mut Vec<TcpStream>,
+    accepted: &mut Vec<TcpStream>,
+    n: usize,
+) {
+    let mut buf = [0u8; 1024];
+    for _ in 0..n {
+        let mut c = TcpStream::connect(proxy).expect("connect");
+        c.write_all(hello).expect("write hello");
+        let (mut b, _) = backend.accept().expect("accept");
+        b.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        b.read_exact(&mut buf[..hello.len()]).expect("backend reads the hello");
+        assert_eq!(&buf[..hello.len()], hello);
+        b.write_all(b"!").expect("backend answers");
+        c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        c.read_exact(&mut buf[..1]).expect("the answer reaches the client");
+        assert_eq!(&buf[..1], b"!");
+        clients.push(c);
+        accepted.push(b);
+    }
+}
+
+#[test]
+fn an_idle_relayed_connection_holds_no_buffer() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let backend = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+    let backend_addr = backend.local_addr().expect("addr");
+    let table = mk_table(vec![(
+        Some("a.example.com"),
+        mk_route("r", vec![mk_endpoints("b", &[backend_addr])]),
+    )]);
+    let proxy = rt.block_on(start(table));
+    let h = hello("a.example.com");
+    assert!(h.len() <= 1024);
+
+    let mut clients = Vec::with_capacity(2 * N);
+    let mut accepted = Vec::with_capacity(2 * N);
+    // A first batch grows what grows once (the runtime's slabs and queues, the relay's scratch
+    // buffer) before anything is counted.
+    open_relayed(proxy.addr, &backend, &h, &mut clients, &mut accepted, N);
+    let region = Region::new(GLOBAL);
+    open_relayed(proxy.addr, &backend, &h, &mut clients, &mut accepted, N);
+    let change = region.change();
+
+    let live = change.bytes_allocated as isize - change.bytes_deallocated as isize
+        + change.bytes_reallocated;
+    let per_conn = usize::try_from(live).unwrap_or(0) / N;
+    assert!(
+        per_conn <= MAX_BYTES_PER_CONN,
+        "an idle relayed connection holds {per_conn} heap bytes (at most {MAX_BYTES_PER_CONN})"
+    );
+    assert!(per_conn > 0, "the measured batch allocated nothing: the count does not work");
+    drop((clients, accepted));
+    drop(proxy);
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
