@@ -41,7 +41,7 @@
 //! is lost or reordered.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::Shutdown;
 use std::task::{Context, Poll, ready};
@@ -77,38 +77,39 @@ pub struct Replay {
 
 /// Writes what is left of `replay` to the backend, then relays both ways until both directions
 /// have ended or either fails. Returns the bytes moved in any case, the replay included.
-pub async fn relay(
-    client: &TcpStream,
-    backend: &TcpStream,
+///
+/// The replay is handled before the future is built, so the future a long-lived connection keeps
+/// holds only the two directions: a replay sent whole while connecting is freed here, and one
+/// still pending lives in the client-to-backend direction until it is written.
+pub fn relay<'a>(
+    client: &'a TcpStream,
+    backend: &'a TcpStream,
     replay: Replay,
-) -> (Transferred, Result<(), ConnError>) {
+) -> impl Future<Output = (Transferred, Result<(), ConnError>)> + 'a {
     let mut up = Dir::new(client, backend);
     let mut down = Dir::new(backend, client);
     let Replay { buf, sent } = replay;
     let sent = sent.min(buf.len());
     up.count = sent as u64;
-    // What is left of the replay goes first, as a pending write of the client-to-backend
-    // direction. A replay sent whole is freed here: kept in scope, it would stay allocated for
-    // the connection's whole life.
     if sent < buf.len() {
         up.state = State::Writing { buf, off: sent };
-    } else {
-        drop(buf);
     }
-    let result = poll_fn(|cx| {
-        let up_done = up.poll_to_end(cx, down.ended).map_err(|e| e.blame(true))?;
-        let down_done = down.poll_to_end(cx, up.ended).map_err(|e| e.blame(false))?;
-        if up_done && down_done { Poll::Ready(Ok(())) } else { Poll::Pending }
-    })
-    .await;
-    if result.is_err() {
-        // Propagate the abort: closing with linger 0 sends RST instead of FIN.
-        for s in [client, backend] {
-            let _ = SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+    async move {
+        let result = poll_fn(|cx| {
+            let up_done = up.poll_to_end(cx, down.ended).map_err(|e| e.blame(true))?;
+            let down_done = down.poll_to_end(cx, up.ended).map_err(|e| e.blame(false))?;
+            if up_done && down_done { Poll::Ready(Ok(())) } else { Poll::Pending }
+        })
+        .await;
+        if result.is_err() {
+            // Propagate the abort: closing with linger 0 sends RST instead of FIN.
+            for s in [client, backend] {
+                let _ = SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+            }
         }
+        let t = Transferred { client_to_backend: up.count, backend_to_client: down.count };
+        (t, result)
     }
-    let t = Transferred { client_to_backend: up.count, backend_to_client: down.count };
-    (t, result)
 }
 
 /// One direction: `src` to `dst`.
