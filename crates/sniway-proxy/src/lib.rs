@@ -6,7 +6,8 @@
 //!                  Passthrough: connect -> replay + relay
 //!                  Terminate:   handshake -> connect -> plaintext relay
 //!   detect.rs    the ClientHello, however it arrives, into a bounded buffer under a deadline
-//!   upstream.rs  backend by weight, endpoint round-robin, connect under a timeout
+//!   upstream.rs  backend by weight, endpoint round-robin, connect under a timeout, the replay
+//!                sent as soon as the connection exists
 //!   relay.rs     both ways, half-close aware, no buffer while idle
 //!   splice.rs    bulk bursts socket -> pipe -> socket, pooled pipes
 //!   terminate.rs rustls config per listener (certificate by SNI, shared ticketer), handshake
@@ -32,8 +33,9 @@
 //! 4. Terminate only: complete the TLS handshake within `handshake_timeout`, the buffered hello
 //!    first (see [`terminate`]).
 //! 5. Choose a backend by weight and an endpoint round-robin; connect under `connect_timeout`.
-//! 6. Passthrough: replay every byte read so far, then relay both ways until both directions
-//!    have ended. Terminate: relay plaintext both ways, half-close mapped to close_notify.
+//! 6. Passthrough: replay every byte read so far (usually sent whole right after the connect),
+//!    then relay both ways until both directions have ended. Terminate: relay plaintext both
+//!    ways, half-close mapped to close_notify.
 //!
 //! Any failure before step 4 closes the client socket without writing a byte. A failed handshake
 //! may get a TLS alert from rustls; a backend failure after the handshake gets a close_notify. On

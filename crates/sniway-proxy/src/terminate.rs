@@ -19,7 +19,7 @@
 //! listener's ALPN list (empty by default: an ALPN offer from the client is not negotiated), and
 //! no 0-RTT data.
 //!
-//! - Certificates: [`Resolver`] reads the listener's current [`sniway_model::CertificateSet`] at
+//! - Certificates: `Resolver` reads the listener's current [`sniway_model::CertificateSet`] at
 //!   each handshake and picks by SNI ([`sniway_model::CertificateSet::select`]; the first
 //!   certificate is the default). Storing a new set in `TerminateConfig::certificates` therefore
 //!   affects new handshakes only; established connections keep the keys they negotiated. The

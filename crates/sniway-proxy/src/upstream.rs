@@ -13,7 +13,9 @@
 //! Connecting: the whole phase (DNS resolution and connect attempts) runs under one
 //! `connect_timeout`, so a client waits at most its hello deadline plus this. If the first
 //! endpoint fails before the deadline (typically "connection refused" from a pod that just went
-//! away), the next endpoint of the same backend is tried once with the time that remains.
+//! away), the next endpoint of the same backend is tried once with the time that remains. The
+//! first bytes for the backend (a passthrough connection's replay) go out as soon as the
+//! connection exists (`connect_one`).
 //! Health checking and failover across backends are not done here (a later issue).
 
 use std::io;
