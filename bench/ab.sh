@@ -9,6 +9,8 @@
 # median of each figure per binary and B/A. Loopback only; everything started is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+source bench/common.sh
 
 A=$1
 B=$2
@@ -35,29 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
 
-args_of() {
-  case "$1" in
-    rate-classic) echo "rate --connections 20000 --seconds 4 --sni echo.bench.test,c.wild.bench.test" ;;
-    rate-pq) echo "rate --connections 20000 --seconds 4 --hello post-quantum --sni echo.bench.test,c.wild.bench.test" ;;
-    latency-classic) echo "latency --connections 2000 --seconds 4" ;;
-    latency-pq) echo "latency --connections 2000 --seconds 4 --hello post-quantum" ;;
-    bulk-up-1) echo "bulk --streams 1 --direction up --seconds 2" ;;
-    bulk-up-8) echo "bulk --streams 8 --direction up --seconds 2" ;;
-    bulk-down-1) echo "bulk --streams 1 --direction down --seconds 2" ;;
-    bulk-down-8) echo "bulk --streams 8 --direction down --seconds 2" ;;
-    pingpong) echo "pingpong --round-trips 20000 --seconds 4" ;;
-    *) echo "unknown scenario: $1" >&2; exit 2 ;;
-  esac
-}
 
 taskset -c 0 "$LOADGEN" backends --base-port $BACKEND --max-seconds 3600 >/dev/null 2>&1 &
 PIDS+=($!)
@@ -75,7 +55,7 @@ for round in $(seq "$ROUNDS"); do
     sleep 0.3
     for c in "${CASES[@]}"; do
       # shellcheck disable=SC2046
-      line=$(taskset -c 0 "$LOADGEN" $(args_of "$c") --target 127.0.0.1:$PORT --label "$which" \
+      line=$(taskset -c 0 "$LOADGEN" $(scenario_args "$c") --target 127.0.0.1:$PORT --label "$which" \
         --proxy-pid "$pid") || line=""
       [ -n "$line" ] && echo "{\"case\":\"$c\",\"round\":$round,\"result\":$line}" >>"$OUT/results.jsonl"
     done

@@ -18,6 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=bench/common.sh
+source bench/common.sh
 
 ROUNDS=5
 ONLY="direct,haproxy,nginx,sniproxy,sniway"
@@ -265,14 +267,6 @@ table bench {
 EOF
 
 # --- start ---------------------------------------------------------------------------------------
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
 
 declare -A PROC
 start() { # name, command...
@@ -333,24 +327,7 @@ pids_of() {
 # --- scenarios -----------------------------------------------------------------------------------
 if [ "$SMOKE" = 1 ]; then
   RATE_N=200; LAT_N=50; SECS=2; BULK_S=0.3; PP_N=300; IDLE_N=100; TLS_N=50
-else
-  RATE_N=20000; LAT_N=2000; SECS=4; BULK_S=2; PP_N=20000; IDLE_N=9900; TLS_N=10000
 fi
-scenario_args() { # case -> loadgen arguments
-  case "$1" in
-    rate-classic) echo "rate --connections $RATE_N --seconds $SECS --sni echo.bench.test,c.wild.bench.test" ;;
-    rate-pq) echo "rate --connections $RATE_N --seconds $SECS --hello post-quantum --sni echo.bench.test,c.wild.bench.test" ;;
-    latency-classic) echo "latency --connections $LAT_N --seconds $SECS" ;;
-    latency-pq) echo "latency --connections $LAT_N --seconds $SECS --hello post-quantum" ;;
-    bulk-up-1) echo "bulk --streams 1 --direction up --seconds $BULK_S" ;;
-    bulk-up-8) echo "bulk --streams 8 --direction up --seconds $BULK_S" ;;
-    bulk-down-1) echo "bulk --streams 1 --direction down --seconds $BULK_S" ;;
-    bulk-down-8) echo "bulk --streams 8 --direction down --seconds $BULK_S" ;;
-    pingpong) echo "pingpong --round-trips $PP_N --seconds $SECS" ;;
-    idle) echo "idle --connections $IDLE_N --seconds 30" ;;
-    tls-handshake) echo "handshakes --connections $TLS_N --seconds $SECS --concurrency 8 --sni tls.bench.test --ca $CONF/tls.crt" ;;
-  esac
-}
 
 IFS=, read -r -a TARGETS <<<"$ONLY"
 IFS=, read -r -a CASES <<<"$SCENARIOS"

@@ -16,6 +16,13 @@ async fn pair() -> (TcpStream, TcpStream) {
     (near, far)
 }
 
+/// Everything `s` reads until end of stream.
+async fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut got)).await.expect("in time").expect("read");
+    got
+}
+
 #[tokio::test]
 async fn the_unsent_part_of_the_replay_goes_first_and_counts_with_the_sent_part() {
     let (mut client, proxy_client) = pair().await;
@@ -29,20 +36,10 @@ async fn the_unsent_part_of_the_replay_goes_first_and_counts_with_the_sent_part(
     });
     client.write_all(b"after").await.expect("write");
     client.shutdown().await.expect("shutdown");
-    let mut got = Vec::new();
-    tokio::time::timeout(WAIT, backend.read_to_end(&mut got))
-        .await
-        .expect("in time")
-        .expect("read");
-    assert_eq!(got, b"replay-tail|after");
+    assert_eq!(read_all(&mut backend).await, b"replay-tail|after");
     backend.write_all(b"back").await.expect("write back");
     backend.shutdown().await.expect("shutdown");
-    let mut down = Vec::new();
-    tokio::time::timeout(WAIT, client.read_to_end(&mut down))
-        .await
-        .expect("in time")
-        .expect("read");
-    assert_eq!(down, b"back");
+    assert_eq!(read_all(&mut client).await, b"back");
     let (t, result) = tokio::time::timeout(WAIT, relaying).await.expect("ended").expect("task");
     result.expect("clean end");
     assert_eq!(t.client_to_backend, 18 + 5, "the whole replay and what followed");
@@ -58,12 +55,7 @@ async fn a_replay_sent_whole_while_connecting_is_not_written_again() {
         tokio::spawn(async move { relay::relay(&proxy_client, &proxy_backend, replay).await });
     client.write_all(b"x").await.expect("write");
     client.shutdown().await.expect("shutdown");
-    let mut got = Vec::new();
-    tokio::time::timeout(WAIT, backend.read_to_end(&mut got))
-        .await
-        .expect("in time")
-        .expect("read");
-    assert_eq!(got, b"x");
+    assert_eq!(read_all(&mut backend).await, b"x");
     backend.shutdown().await.expect("shutdown");
     let (t, result) = tokio::time::timeout(WAIT, relaying).await.expect("ended").expect("task");
     result.expect("clean end");
