@@ -27,8 +27,7 @@ done
 
 cargo build --quiet --release -p sniway-loadgen
 LOADGEN=target/release/sniway-loadgen
-PORT=18444
-BACKEND=19001
+PORT=$SNIWAY_PORT
 OUT=$(mktemp -d /tmp/sniway-ab.XXXXXX)
 PIDS=()
 cleanup() {
@@ -36,8 +35,6 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT
-
-
 
 taskset -c 0 "$LOADGEN" backends --base-port $BACKEND --max-seconds 3600 >/dev/null 2>&1 &
 PIDS+=($!)
@@ -57,6 +54,7 @@ for round in $(seq "$ROUNDS"); do
       # shellcheck disable=SC2046
       line=$(taskset -c 0 "$LOADGEN" $(scenario_args "$c") --target 127.0.0.1:$PORT --label "$which" \
         --proxy-pid "$pid") || line=""
+      [ -z "$line" ] && echo "  $c $which: no result" >&2
       [ -n "$line" ] && echo "{\"case\":\"$c\",\"round\":$round,\"result\":$line}" >>"$OUT/results.jsonl"
     done
     kill "$pid"
@@ -65,33 +63,27 @@ for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS done (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 done
 
+# The figures and their paths into a result are bench/summarize.py's.
 python3 - "$OUT/results.jsonl" <<'EOF'
 import json, statistics, sys
 from collections import defaultdict
-FIG = {
-    "rate": [("conn/s", ["per_second"]), ("CPU us/conn", ["proxy_cpu_us_per_conn"]),
-             ("p99 us", ["latency_us", "p99"])],
-    "latency": [("p50 us", ["latency_us", "p50"]), ("p99 us", ["latency_us", "p99"]),
-                ("CPU us/conn", ["proxy_cpu_us_per_conn"])],
-    "bulk": [("Gbit/s", ["gbit_per_s"]), ("CPU us/GB", ["proxy_cpu_us_per_gb"])],
-    "pingpong": [("p50 us", ["latency_us", "p50"]), ("p99 us", ["latency_us", "p99"]),
-                 ("CPU us/round trip", ["proxy_cpu_us_per_round_trip"])],
-}
-vals = defaultdict(list)
+sys.path.insert(0, "bench")
+from summarize import FIGURES, dig
+
+vals = defaultdict(list)  # (case, label, A or B) -> [value]
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    res = r["result"]
-    for name, path in FIG[r["case"].split("-")[0]]:
-        v = res
-        for p in path:
-            v = v.get(p) if isinstance(v, dict) else None
-        if isinstance(v, (int, float)):
-            vals[(r["case"], name, res["target"])].append(v)
+    for case, label, path, _ in FIGURES:
+        v = dig(r["result"], path) if case == r["case"] else None
+        if v is not None:
+            vals[(case, label, r["result"]["target"])].append(v)
 print("| scenario | figure | A median | B median | B/A |")
 print("|---|---|---:|---:|---:|")
-for (case, name, t) in sorted(k for k in vals if k[2] == "A"):
-    a = statistics.median(vals[(case, name, "A")])
-    b = statistics.median(vals.get((case, name, "B"), [float("nan")]))
-    print(f"| {case} | {name} | {a:,.1f} | {b:,.1f} | {b / a:.2f} |")
+for case, label, _, _ in FIGURES:
+    a, b = vals.get((case, label, "A")), vals.get((case, label, "B"))
+    if a and b:
+        ma, mb = statistics.median(a), statistics.median(b)
+        ratio = f"{mb / ma:.2f}" if ma else "-"
+        print(f"| {case} | {label} | {ma:,.1f} | {mb:,.1f} | {ratio} |")
 EOF
 echo "results: $OUT/results.jsonl" >&2

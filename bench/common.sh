@@ -10,6 +10,11 @@ wait_port() {
   return 1
 }
 
+# The backends' first port (echo; sink and source follow) and sniway's passthrough port
+# (bench/manifests/).
+BACKEND=19001
+SNIWAY_PORT=18444
+
 # Counts and durations of the full runs; bench/compare.sh --smoke sets smaller ones.
 RATE_N=20000; LAT_N=2000; SECS=4; BULK_S=2; PP_N=20000; IDLE_N=9900; TLS_N=10000
 

@@ -101,8 +101,8 @@ else
 fi
 
 # --- ports and configurations --------------------------------------------------------------------
-BACKEND=19001 # echo; sink 19002; source 19003
-declare -A PORT=([direct]=$BACKEND [haproxy]=18441 [nginx]=18442 [sniproxy]=18443 [sniway]=18444)
+# BACKEND (echo; sink and source follow) and SNIWAY_PORT come from bench/common.sh.
+declare -A PORT=([direct]=$BACKEND [haproxy]=18441 [nginx]=18442 [sniproxy]=18443 [sniway]=$SNIWAY_PORT)
 # TLS terminated by the proxy, plaintext echo behind it (tls-handshake scenario).
 declare -A TLS_PORT=([haproxy]=18451 [sniway]=18454)
 PLAIN=$((BACKEND + 3))
@@ -267,7 +267,6 @@ table bench {
 EOF
 
 # --- start ---------------------------------------------------------------------------------------
-
 declare -A PROC
 start() { # name, command...
   local name=$1; shift
