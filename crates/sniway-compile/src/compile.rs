@@ -346,7 +346,13 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                 }
                 _ => ListenerMode::Passthrough,
             };
-            let lt = ListenerTable { id, hostname: l.hostname.clone(), mode, routes };
+            let lt = ListenerTable {
+                id,
+                hostname: l.hostname.clone(),
+                mode,
+                settings: sniway_model::ListenerSettings::default(),
+                routes,
+            };
             let host = lt.hostname.clone();
             listeners.insert_first(host.as_ref(), Arc::new(lt));
         }

@@ -14,14 +14,16 @@
 
 pub mod hostname;
 pub mod index;
+pub mod settings;
 pub mod table;
 pub mod tls;
 
 pub use hostname::{HostPattern, Specificity, intersect, normalize};
 pub use index::HostIndex;
+pub use settings::ListenerSettings;
 pub use table::{
-    Backend, ListenerId, ListenerMode, ListenerTable, Lookup, RoundRobin, Route, RouteId,
-    RoutingTable, SocketTable, WeightedBackend,
+    Backend, ListenerId, ListenerMode, ListenerTable, Lookup, Route, RouteId, RoutingTable,
+    SocketTable, WeightedBackend,
 };
 pub use tls::{CertificateSet, ServedCertificate, TerminateConfig};
 
@@ -46,6 +48,7 @@ mod tests {
             },
             hostname: host.map(HostPattern::parse),
             mode: ListenerMode::Passthrough,
+            settings: ListenerSettings::default(),
             routes: idx,
         })
     }

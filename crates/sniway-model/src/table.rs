@@ -1,18 +1,19 @@
 //! The routing table the data plane reads: per bound socket, listeners by hostname; per listener,
 //! routes by hostname; per route, weighted backends with resolved endpoints.
 //!
-//! It is immutable once built. The data plane holds it behind an atomic pointer, and a live
-//! connection keeps the `Arc` it started with, so swapping in a new table never touches it.
+//! It is plain data, immutable once built: the data plane builds what it needs per table (TLS
+//! configurations, balancer cursors, counters) when a table is installed, and a live connection
+//! keeps what it started with, so installing a new table never touches it.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Serialize, Serializer};
 
 use crate::hostname::{HostPattern, normalize};
 use crate::index::HostIndex;
+use crate::settings::ListenerSettings;
 
 /// Everything the data plane serves.
 #[derive(Debug, Default, Serialize)]
@@ -59,6 +60,9 @@ pub struct ListenerTable {
     pub hostname: Option<HostPattern>,
     /// How the stream is handled.
     pub mode: ListenerMode,
+    /// Timeouts, keep-alive and limits set by policy; unset fields take the data plane's
+    /// defaults.
+    pub settings: ListenerSettings,
     /// Routes by intersected hostname (`None` = every name the listener allows).
     pub routes: HostIndex<Arc<Route>>,
 }
@@ -157,15 +161,12 @@ pub struct WeightedBackend {
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Backend {
-    /// Resolved addresses, balanced round-robin.
+    /// Resolved addresses, balanced by the data plane.
     Endpoints {
         /// Display name, e.g. `default/secure-service:443`.
         name: String,
         /// Endpoint addresses; empty means the Service has no ready endpoints (refused).
         addrs: Vec<SocketAddr>,
-        /// Round-robin cursor.
-        #[serde(skip)]
-        cursor: RoundRobin,
     },
     /// A DNS name resolved when connecting (Service `type: ExternalName`, or an external host).
     Dns {
@@ -189,7 +190,7 @@ pub enum Backend {
 impl Backend {
     /// A backend with fixed endpoint addresses.
     pub fn endpoints(name: impl Into<String>, addrs: Vec<SocketAddr>) -> Self {
-        Backend::Endpoints { name: name.into(), addrs, cursor: RoundRobin::default() }
+        Backend::Endpoints { name: name.into(), addrs }
     }
 
     /// The display name.
@@ -199,17 +200,6 @@ impl Backend {
             | Backend::Dns { name, .. }
             | Backend::Invalid { name, .. } => name,
         }
-    }
-}
-
-/// A lock-free round-robin cursor shared by every connection reading the same table.
-#[derive(Debug, Default)]
-pub struct RoundRobin(AtomicUsize);
-
-impl RoundRobin {
-    /// The next index in `0..len` (`len` > 0).
-    pub fn next(&self, len: usize) -> usize {
-        self.0.fetch_add(1, Ordering::Relaxed) % len
     }
 }
 

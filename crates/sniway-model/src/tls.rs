@@ -5,7 +5,7 @@
 //! into a live listener: new handshakes use the new set, established connections are untouched.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use serde::ser::SerializeStruct;
@@ -20,19 +20,12 @@ pub struct TerminateConfig {
     /// ALPN protocols the gateway negotiates, in preference order. Empty: ALPN offered by the
     /// client is not negotiated.
     pub alpn: Vec<Vec<u8>>,
-    /// Data-plane cache: the rustls server configuration built for this listener, built once
-    /// (never per connection) by the proxy.
-    pub server_config: OnceLock<Arc<rustls::ServerConfig>>,
 }
 
 impl TerminateConfig {
     /// Settings for `certificates`, no ALPN.
     pub fn new(certificates: CertificateSet) -> Self {
-        Self {
-            certificates: ArcSwap::from_pointee(certificates),
-            alpn: Vec::new(),
-            server_config: OnceLock::new(),
-        }
+        Self { certificates: ArcSwap::from_pointee(certificates), alpn: Vec::new() }
     }
 }
 

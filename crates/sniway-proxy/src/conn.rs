@@ -24,6 +24,9 @@ use crate::terminate;
 use crate::upstream::{self, Connected};
 use crate::{ProxyConfig, Shared};
 
+/// Interim round-robin cursor, shared by every backend.
+static CURSOR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// What the accept loop hands to a connection task.
 #[derive(Debug)]
 pub(crate) struct Accepted {
@@ -99,7 +102,7 @@ async fn prepare(accepted: Accepted, shared: Arc<Shared>) -> Option<Passthrough>
             drop(hello);
             // The replay starts with the connect: usually all of it goes out there.
             let Connected { stream: backend, addr, backend: name, sent } =
-                match upstream::connect(&route, config.connect_timeout, &buffered).await {
+                match upstream::connect(&route, &CURSOR, config.connect_timeout, &buffered).await {
                     Ok(c) => c,
                     Err(e) => {
                         refused(&e);
@@ -155,7 +158,7 @@ async fn terminate(
         );
     }
     let Connected { stream: mut backend_stream, addr, backend, .. } =
-        match upstream::connect(route, config.connect_timeout, &[]).await {
+        match upstream::connect(route, &CURSOR, config.connect_timeout, &[]).await {
             Ok(c) => c,
             Err(e) => {
                 refused(&e);

@@ -74,12 +74,7 @@ use crate::relay::{RELAY_BUFFER, Transferred};
 
 /// The rustls configuration for a Terminate listener, built once per listener and cached in it.
 pub fn server_config(cfg: &Arc<TerminateConfig>) -> Result<Arc<rustls::ServerConfig>, ConnError> {
-    if let Some(c) = cfg.server_config.get() {
-        return Ok(Arc::clone(c));
-    }
-    let built = Arc::new(build_server_config(cfg).map_err(ConnError::TlsConfig)?);
-    // Two connections may race to build it; the first one stored wins and both use it.
-    Ok(Arc::clone(cfg.server_config.get_or_init(|| built)))
+    Ok(Arc::new(build_server_config(cfg).map_err(ConnError::TlsConfig)?))
 }
 
 fn build_server_config(cfg: &Arc<TerminateConfig>) -> Result<rustls::ServerConfig, rustls::Error> {

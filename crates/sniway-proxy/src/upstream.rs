@@ -50,6 +50,7 @@ pub struct Connected {
 /// `first` the new socket takes at once ([`Connected::sent`]; see `connect_one`).
 pub async fn connect(
     route: &Route,
+    cursor: &std::sync::atomic::AtomicUsize,
     connect_timeout: Duration,
     first: &[u8],
 ) -> Result<Connected, ConnError> {
@@ -69,11 +70,11 @@ pub async fn connect(
                 reason: reason.clone(),
             });
         }
-        Backend::Endpoints { name, addrs, cursor } => {
+        Backend::Endpoints { name, addrs } => {
             if addrs.is_empty() {
                 return Err(ConnError::NoEndpoints { backend: name.clone() });
             }
-            let first = cursor.next(addrs.len());
+            let first = cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % addrs.len();
             let candidates: Vec<SocketAddr> = (0..addrs.len().min(MAX_ATTEMPTS))
                 .map(|i| addrs[(first + i) % addrs.len()])
                 .collect();

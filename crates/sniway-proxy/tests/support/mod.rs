@@ -63,6 +63,7 @@ pub fn mk_listener(
         },
         hostname: hostname.map(HostPattern::parse),
         mode: ListenerMode::Passthrough,
+        settings: Default::default(),
         routes: idx,
     })
 }

@@ -121,6 +121,7 @@ pub fn mk_terminate_listener_with(
         },
         hostname: hostname.map(HostPattern::parse),
         mode: ListenerMode::Terminate(Arc::clone(&cfg)),
+        settings: Default::default(),
         routes: idx,
     });
     (listener, cfg)
