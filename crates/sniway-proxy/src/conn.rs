@@ -1,6 +1,9 @@
 //! One client connection, from accept to close: detect the hello, look up the listener and route,
-//! then by the listener's mode either connect to a backend, replay the buffered bytes and relay
-//! (Passthrough), or complete the TLS handshake, connect and relay plaintext (Terminate).
+//! apply the limits, then by the listener's mode either connect to a backend, replay the buffered
+//! bytes and relay (Passthrough), or complete the TLS handshake, connect and relay plaintext
+//! (Terminate). Every connection ends in exactly one of: a hello failure (before a route), a
+//! limit, a failure on its path (listener, route, backend), or a close after relaying; each is
+//! counted, logged at debug, and written to the access log when it is on.
 //!
 //! Every refusal up to that decision closes the client socket with nothing written (digest
 //! `gateway-api-tls.md` §3: "close the socket without writing"; the conformance suite treats a TLS
@@ -8,56 +11,140 @@
 //! read. On a Terminate listener, a handshake that fails afterwards may end with rustls' alert,
 //! and a backend that cannot be reached after the handshake gets the client a close_notify.
 
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use sniway_model::{ListenerMode, Lookup, Route, RoutingTable, TerminateConfig};
 use sniway_wire::ServerName;
 use socket2::SockRef;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 
+use crate::access_log::Record;
 use crate::detect::{self, Detected};
-use crate::error::ConnError;
+use crate::error::{ConnError, Limit, Side};
+use crate::live::{
+    BackendGuard, Found, Installed, ListenerGuard, LiveListener, LiveRoute, LiveSocket, Mode,
+};
+use crate::metrics::{
+    HandshakeLabels, LimitLabels, ListenerReasonLabels, PathLabels, PathMetrics,
+    PathReasonLabels, SocketReasonLabels,
+};
 use crate::relay::{self, Replay, Transferred};
-use crate::terminate;
+use crate::terminate::{self, Prefixed};
 use crate::upstream::{self, Connected};
-use crate::{ProxyConfig, Shared};
-
-/// Interim round-robin cursor, shared by every backend.
-static CURSOR: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+use crate::watchdog::{Cut, Deadlines, Watchdog, cut_signal};
+use crate::{Inner, listener};
 
 /// What the accept loop hands to a connection task.
-#[derive(Debug)]
 pub(crate) struct Accepted {
     /// The client socket.
     pub stream: TcpStream,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The gateway's socket address that accepted it.
+    pub local: SocketAddr,
     /// The table current when the connection was accepted; the lookup uses it even if a new
-    /// table is swapped in while the hello is being read.
-    pub table: Arc<RoutingTable>,
-    /// Index of this socket's entry in `table.sockets`, precomputed once per table by the accept
+    /// table is installed while the hello is being read.
+    pub installed: Arc<Installed>,
+    /// Index of this socket in `installed.sockets`, precomputed once per table by the accept
     /// loop; `None` when the table no longer serves this socket.
     pub socket: Option<usize>,
+    /// The connection's share of the global limit.
+    pub permit: OwnedSemaphorePermit,
+    /// Accept time.
+    pub start: Instant,
 }
 
-/// Serves one connection to the end and logs how it ended.
+/// The access log's fields beyond what the connection keeps anyway (the listener, route and
+/// backend names of a routed connection are its metric labels). Allocated only when the log is
+/// on, so a connection without it carries one empty pointer.
+#[derive(Debug)]
+struct LogFields {
+    client: SocketAddr,
+    local: SocketAddr,
+    /// The listener, for a connection refused before it had a backend.
+    listener: Option<Box<str>>,
+    /// The route, likewise.
+    route: Option<Box<str>>,
+    sni: Option<Box<str>>,
+    /// The client's ALPN offer, comma-separated.
+    alpn: Option<Box<str>>,
+    endpoint: Option<SocketAddr>,
+    hello: Option<Duration>,
+    connect: Option<Duration>,
+}
+
+impl LogFields {
+    fn new(client: SocketAddr, local: SocketAddr) -> Box<LogFields> {
+        Box::new(LogFields {
+            client,
+            local,
+            listener: None,
+            route: None,
+            sni: None,
+            alpn: None,
+            endpoint: None,
+            hello: None,
+            connect: None,
+        })
+    }
+}
+
+type Log = Option<Box<LogFields>>;
+
+/// A connection past its limits, on its way to or in the relay.
+struct Session {
+    start: Instant,
+    _permit: OwnedSemaphorePermit,
+    _listener: ListenerGuard,
+    backend: BackendGuard,
+    log: Log,
+}
+
+/// Serves one connection to the end.
 ///
 /// A task's future is as large as its largest state, and a passthrough connection spends its life
-/// in the relay. So everything before the relay (hello deadline and buffer, lookup, connect) and
-/// the whole Terminate path (rustls state) run in one boxed future that is freed before the relay
-/// starts; the state a long-lived passthrough connection keeps is its two sockets, the backend's
-/// name and the relay's own state.
-pub(crate) fn serve(
-    accepted: Accepted,
-    shared: Arc<Shared>,
-) -> impl std::future::Future<Output = ()> + Send {
-    let setup = Box::pin(prepare(accepted, shared));
+/// in the relay. So everything before the relay (hello deadline and buffer, lookup, connect, TLS
+/// handshake) runs in one boxed future that is freed before the relay starts, and the Terminate
+/// relay (rustls state) is boxed too; the state a long-lived passthrough connection keeps is its
+/// two sockets, its guards and the relay's own state.
+pub(crate) fn serve(accepted: Accepted, inner: Arc<Inner>) -> impl Future<Output = ()> + Send {
+    // Built before the task's future, so the future captures a pointer, not the accepted state.
+    let setup = Box::pin(prepare(accepted, Arc::clone(&inner)));
     async move {
-        // Awaiting the box consumes it: its memory is freed here, before the relay.
-        let Some(Passthrough { client, backend, replay, name }) = setup.await else { return };
-        let (t, result) = relay::relay(&client, &backend, replay).await;
-        log_end(&name, t, result);
+        // Each step's state lives in its own block, so none of it is kept across the relay.
+        let relay = {
+            let mut cut = cut_signal(inner.cut.subscribe());
+            let ready = tokio::select! {
+                biased;
+                r = setup => r,
+                () = &mut cut => {
+                    tracing::debug!(reason = "drained", "cut before relaying");
+                    None
+                }
+            };
+            match ready {
+                Some(Ready::Passthrough(p)) => p.run(cut, inner),
+                Some(Ready::Terminate(t)) => t.run(cut, inner),
+                None => return,
+            }
+        };
+        relay.await;
     }
+}
+
+/// A connection's relay, boxed: as large as its own state only.
+type Relay = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A connection ready to relay.
+enum Ready {
+    Passthrough(Passthrough),
+    Terminate(Box<Terminated>),
 }
 
 /// A passthrough connection ready to relay.
@@ -66,15 +153,67 @@ struct Passthrough {
     backend: TcpStream,
     /// Every byte read from the client so far, replayed to the backend first.
     replay: Replay,
-    /// The backend's display name, for the log.
-    name: String,
+    deadlines: Deadlines,
+    session: Session,
 }
 
-/// Everything before the relay: the hello, the lookup, then for Passthrough the connect (the
-/// relay is left to the caller), for Terminate the whole connection.
-async fn prepare(accepted: Accepted, shared: Arc<Shared>) -> Option<Passthrough> {
-    let Accepted { mut stream, table, socket } = accepted;
-    let config = &shared.config;
+impl Passthrough {
+    fn run(self, cut: Cut, inner: Arc<Inner>) -> Relay {
+        let Passthrough { client, backend, replay, deadlines, session } = self;
+        let mut watchdog = Watchdog::new(deadlines, Some(cut));
+        Box::pin(async move {
+            let path = session.backend.path();
+            let meter = |up, down| {
+                path.received.inc_by(up);
+                path.sent.inc_by(down);
+            };
+            let (t, result) = relay::relay(&client, &backend, replay, &mut watchdog, meter).await;
+            finish(&inner, &session, t, result);
+        })
+    }
+}
+
+/// A terminated connection, handshake done and backend connected, ready to relay plaintext.
+struct Terminated {
+    tls: TlsStream<Prefixed<TcpStream>>,
+    backend: TcpStream,
+    deadlines: Deadlines,
+    session: Session,
+}
+
+impl Terminated {
+    fn run(self: Box<Self>, cut: Cut, inner: Arc<Inner>) -> Relay {
+        let Terminated { mut tls, mut backend, deadlines, session } = *self;
+        let mut watchdog = Watchdog::new(deadlines, Some(cut));
+        Box::pin(async move {
+            let path = session.backend.path();
+            let meter = |up, down| {
+                path.received.inc_by(up);
+                path.sent.inc_by(down);
+            };
+            let (t, result) = terminate::relay(&mut tls, &mut backend, &mut watchdog, meter).await;
+            if result.is_err() {
+                // Propagate the abort: closing with linger 0 sends RST instead of FIN.
+                for s in [tls.get_ref().0.get_ref(), &backend] {
+                    let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+                }
+            }
+            finish(&inner, &session, t, result);
+        })
+    }
+}
+
+/// Everything before the relay: the hello, the lookup, the limits, the backend, the connect (and
+/// for Terminate the handshake). Every way it fails is accounted for here.
+async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
+    let inner = &*inner;
+    let Accepted { mut stream, client, local, installed, socket, permit, start } = accepted;
+    let mut log: Log = inner.access_log.is_some().then(|| LogFields::new(client, local));
+    let Some(sock) = socket.and_then(|i| installed.sockets.get(i)) else {
+        let e = ConnError::NoListener { sni: String::new() };
+        unrouted(inner, None, local, start, &e, log);
+        return None;
+    };
     // TCP_NODELAY: inherited from the listening socket on Linux (listener.rs); elsewhere set here.
     if !cfg!(target_os = "linux")
         && let Err(e) = stream.set_nodelay(true)
@@ -82,160 +221,417 @@ async fn prepare(accepted: Accepted, shared: Arc<Shared>) -> Option<Passthrough>
         tracing::debug!(error = %e, "setting TCP_NODELAY on the client socket");
     }
 
-    let (detected, route, mode) = match route(&mut stream, table, socket, config).await {
-        Ok(ok) => ok,
+    let detected = match detect::read_hello(&mut stream, sock.hello_timeout).await {
+        Ok(d) => d,
         Err(e) => {
-            refused(&e);
+            unrouted(inner, Some(sock), local, start, &e, log);
             return None;
         }
     };
-    match mode {
-        ListenerMode::Terminate(cfg) => {
-            // Boxed as well: the rustls state would otherwise size every passthrough setup.
-            Box::pin(terminate(stream, detected, &route, cfg, config)).await;
-            None
+    let hello_time = start.elapsed();
+    sock.metrics.hello_duration.observe(hello_time.as_secs_f64());
+    if let Some(l) = &mut log {
+        l.hello = Some(hello_time);
+        if !detected.hello.alpn.is_empty() {
+            let alpn: Vec<String> =
+                detected.hello.alpn.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+            l.alpn = Some(alpn.join(",").into());
         }
-        // `find_route` refuses any mode this data plane does not serve.
-        _ => {
+    }
+    let (listener, route) = match lookup(sock, &detected, &mut log) {
+        Ok(found) => found,
+        Err(e) => {
+            unrouted(inner, Some(sock), local, start, &e, log);
+            return None;
+        }
+    };
+    tracing::trace!(listener = %listener.label, route = %route.id, "routed");
+    let listener_guard = match ListenerGuard::acquire(&listener, client.ip()) {
+        Ok(g) => g,
+        Err(limit) => {
+            limited(inner, &sock.metrics.address, Some(&listener), limit, start, log);
+            return None;
+        }
+    };
+    // A listener whose keep-alive differs from its socket's sets its own on the connection.
+    if listener.keepalive != sock.keepalive {
+        let _ = listener::set_keepalive(SockRef::from(&stream), listener.keepalive);
+    }
+    // The table is not needed any more: a long-lived connection must not keep it alive.
+    drop(installed);
+    let deadlines = Deadlines::new(
+        listener.idle_timeout,
+        listener.half_close_timeout,
+        listener.max_lifetime,
+        start,
+    );
+    let routed = Routed { inner, listener: &listener, route: &route, start };
+    match &listener.mode {
+        Mode::Passthrough => {
             // Only the bytes are kept for the replay; the parsed hello is not needed any more.
             let Detected { hello, buffered } = detected;
             drop(hello);
+            let (backend, mut log) = routed.choose(log)?;
             // The replay starts with the connect: usually all of it goes out there.
-            let Connected { stream: backend, addr, backend: name, sent } =
-                match upstream::connect(&route, &CURSOR, config.connect_timeout, &buffered).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        refused(&e);
-                        return None;
-                    }
-                };
-            tracing::debug!(backend = %name, endpoint = %addr, "connected");
+            let connected = routed.connect(&backend, &buffered, &mut log).await;
+            let Connected { stream: backend_stream, sent, .. } = match connected {
+                Ok(c) => c,
+                Err(e) => return routed.fail(backend.path(), &e, log),
+            };
+            let session = Session { start, _permit: permit, _listener: listener_guard, backend, log };
             let replay = Replay { buf: buffered, sent };
-            Some(Passthrough { client: stream, backend, replay, name })
+            Some(Ready::Passthrough(Passthrough {
+                client: stream,
+                backend: backend_stream,
+                replay,
+                deadlines,
+                session,
+            }))
         }
-    }
-}
-
-fn refused(e: &ConnError) {
-    tracing::debug!(reason = e.reason(), side = e.side().as_str(), error = %e, "refused");
-}
-
-/// Terminate: handshake with the listener's certificates over the buffered hello and the socket,
-/// connect at once (a server-speaks-first backend greets before the client writes), relay
-/// plaintext.
-async fn terminate(
-    stream: TcpStream,
-    detected: Detected,
-    route: &Route,
-    cfg: Arc<TerminateConfig>,
-    config: &ProxyConfig,
-) {
-    let Detected { hello, buffered } = detected;
-    drop(hello);
-    let server_config = match terminate::server_config(&cfg) {
-        Ok(c) => c,
-        Err(e) => return refused(&e),
-    };
-    // `cfg` stays alive until the handshake is done: the certificate resolver holds it weakly.
-    let handshake =
-        terminate::handshake(server_config, stream, buffered, config.handshake_timeout).await;
-    drop(cfg);
-    let mut tls = match handshake {
-        Ok(tls) => tls,
-        Err(e) => {
-            let (reason, side) = (e.reason(), e.side().as_str());
-            tracing::debug!(reason, side, error = %e, "handshake failed");
-            return;
-        }
-    };
-    {
-        let (_, session) = tls.get_ref();
-        tracing::debug!(
-            version = ?session.protocol_version(),
-            suite = ?session.negotiated_cipher_suite().map(|s| s.suite()),
-            resumed = matches!(session.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
-            "handshake complete"
-        );
-    }
-    let Connected { stream: mut backend_stream, addr, backend, .. } =
-        match upstream::connect(route, &CURSOR, config.connect_timeout, &[]).await {
-            Ok(c) => c,
-            Err(e) => {
-                refused(&e);
-                // close_notify, then FIN, with nothing else written; bounded in time.
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
-                return;
+        Mode::Terminate(config, certificates) => {
+            let config = match config {
+                Ok(c) => Arc::clone(c),
+                Err(e) => {
+                    let e = ConnError::TlsConfig(rustls::Error::General(e.clone()));
+                    return routed.fail_unpicked(&e, log);
+                }
+            };
+            // No certificate: refused before rustls writes anything.
+            if certificates.certificates.load().0.is_empty() {
+                let e = ConnError::NoCertificate { listener: listener.label.clone() };
+                return routed.fail_unpicked(&e, log);
             }
-        };
-    tracing::debug!(%backend, endpoint = %addr, "connected");
-
-    let (t, result) = terminate::relay(&mut tls, &mut backend_stream).await;
-    if result.is_err() {
-        // Propagate the abort: closing with linger 0 sends RST instead of FIN.
-        for s in [tls.get_ref().0.get_ref(), &backend_stream] {
-            let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+            let t = Box::pin(routed.terminate(stream, detected, config, log)).await?;
+            let (tls, backend_stream, backend, log) = t;
+            let session = Session { start, _permit: permit, _listener: listener_guard, backend, log };
+            Some(Ready::Terminate(Box::new(Terminated {
+                tls,
+                backend: backend_stream,
+                deadlines,
+                session,
+            })))
         }
     }
-    log_end(&backend, t, result);
 }
 
-/// Longest wait for the close_notify to go out when a terminated connection ends before relaying.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-fn log_end(backend: &str, t: Transferred, result: Result<(), ConnError>) {
-    let Transferred { client_to_backend: up, backend_to_client: down } = t;
-    match result {
-        Ok(()) => tracing::debug!(%backend, up, down, "closed"),
-        Err(e) => tracing::debug!(
-            %backend, up, down, reason = e.reason(), side = e.side().as_str(), error = %e,
-            "relay failed"
-        ),
-    }
-}
-
-/// Everything up to the decision: the hello, the listener and the route. The table is dropped
-/// here, so a long-lived connection does not keep a replaced table alive; only the route and the
-/// listener's mode are kept.
-async fn route(
-    stream: &mut TcpStream,
-    table: Arc<RoutingTable>,
-    socket: Option<usize>,
-    config: &ProxyConfig,
-) -> Result<(Detected, Arc<Route>, ListenerMode), ConnError> {
-    let detected = detect::read_hello(stream, config.hello_timeout).await?;
+/// The listener and route for the hello's server name.
+fn lookup(
+    sock: &LiveSocket,
+    detected: &Detected,
+    log: &mut Log,
+) -> Result<(Arc<LiveListener>, Arc<LiveRoute>), ConnError> {
     let sni = match &detected.hello.server_name {
         ServerName::Host(h) => h.as_str(),
         ServerName::None => return Err(ConnError::NoSni),
         ServerName::Invalid => return Err(ConnError::InvalidSni),
     };
-    tracing::trace!(sni, bytes = detected.buffered.len(), "ClientHello");
-    let (route, mode) = find_route(&table, socket, sni)?;
-    Ok((detected, route, mode))
+    if let Some(l) = log {
+        l.sni = Some(sni.into());
+    }
+    let found = sock.lookup(sni);
+    if let (Some(l), Found::Route(listener, _) | Found::NoRoute(listener)) = (log.as_mut(), &found)
+    {
+        l.listener = Some(listener.label.as_str().into());
+    }
+    match found {
+        Found::Route(l, r) => {
+            if let Some(lg) = log {
+                lg.route = Some(r.id.to_string().into());
+            }
+            Ok((Arc::clone(l), Arc::clone(r)))
+        }
+        Found::NoRoute(l) => {
+            Err(ConnError::NoRoute { listener: l.label.clone(), sni: sni.to_string() })
+        }
+        Found::NoListener => Err(ConnError::NoListener { sni: sni.to_string() }),
+    }
 }
 
-/// The route for `sni` and the mode of the listener that took it. Each connection is decided by
-/// its own listener: passthrough and terminate listeners share a socket freely.
-fn find_route(
-    table: &RoutingTable,
-    socket: Option<usize>,
-    sni: &str,
-) -> Result<(Arc<Route>, ListenerMode), ConnError> {
-    let no_listener = || ConnError::NoListener { sni: sni.to_string() };
-    let socket = socket.and_then(|i| table.sockets.get(i)).ok_or_else(no_listener)?;
-    match socket.lookup(sni) {
-        Lookup::Route { listener, route } => match &listener.mode {
-            ListenerMode::Passthrough => Ok((Arc::clone(route), ListenerMode::Passthrough)),
-            ListenerMode::Terminate(cfg) => {
-                if cfg.certificates.load().0.is_empty() {
-                    return Err(ConnError::NoCertificate { listener: listener.id.to_string() });
-                }
-                Ok((Arc::clone(route), ListenerMode::Terminate(Arc::clone(cfg))))
+/// A connection with its listener and route chosen.
+struct Routed<'a> {
+    inner: &'a Inner,
+    listener: &'a LiveListener,
+    route: &'a LiveRoute,
+    start: Instant,
+}
+
+impl Routed<'_> {
+    /// Picks a backend by weight and counts the connection on it, within its limit.
+    fn choose(&self, log: Log) -> Option<(BackendGuard, Log)> {
+        let inner = self.inner;
+        let route = self.route;
+        let picked = match route.total_weight {
+            0 => None,
+            total => route.pick(fastrand::u64(0..total)),
+        };
+        let Some(b) = picked else {
+            let e = ConnError::NoBackend { route: route.id.to_string() };
+            return self.fail_unpicked(&e, log);
+        };
+        b.path.connections.inc();
+        match BackendGuard::acquire(b, inner.config.max_backend_connections) {
+            Ok(g) => Some((g, log)),
+            Err(limit) => {
+                let labels = LimitLabels {
+                    address: String::new(),
+                    listener: self.listener.label.clone(),
+                    limit: limit.as_str(),
+                };
+                inner.metrics.limited.get_or_create(&labels).inc();
+                self.fail(&b.path, &ConnError::Limit(limit), log)
             }
-            _ => Err(ConnError::UnsupportedMode { listener: listener.id.to_string() }),
-        },
-        Lookup::NoRoute { listener } => {
-            Err(ConnError::NoRoute { listener: listener.id.to_string(), sni: sni.to_string() })
         }
-        Lookup::NoListener => Err(no_listener()),
     }
+
+    /// Connects to the chosen backend, sending what of `first` goes out at once.
+    async fn connect(
+        &self,
+        backend: &BackendGuard,
+        first: &[u8],
+        log: &mut Log,
+    ) -> Result<Connected, ConnError> {
+        let started = Instant::now();
+        let b = backend.backend();
+        let target = self
+            .route
+            .backends
+            .iter()
+            .find(|lb| Arc::ptr_eq(&lb.state, b))
+            .map(|lb| &lb.target);
+        let Some(target) = target else {
+            return Err(ConnError::NoEndpoints { backend: b.name.clone() });
+        };
+        let c = upstream::connect(
+            target,
+            b,
+            self.inner.config.connect_timeout,
+            first,
+            self.listener.keepalive,
+            &self.inner.metrics,
+        )
+        .await?;
+        tracing::debug!(backend = %b.name, endpoint = %c.addr, "connected");
+        if let Some(l) = log {
+            l.endpoint = Some(c.addr);
+            l.connect = Some(started.elapsed());
+        }
+        Ok(c)
+    }
+
+    /// Terminate: handshake with the listener's certificates over the buffered hello and the
+    /// socket, then choose a backend and connect at once (a server-speaks-first backend greets
+    /// before the client writes).
+    async fn terminate(
+        &self,
+        stream: TcpStream,
+        detected: Detected,
+        config: Arc<rustls::ServerConfig>,
+        log: Log,
+    ) -> Option<(TlsStream<Prefixed<TcpStream>>, TcpStream, BackendGuard, Log)> {
+        let Detected { hello, buffered } = detected;
+        drop(hello);
+        let listener = &self.listener.label;
+        let handshake =
+            terminate::handshake(config, stream, buffered, self.listener.handshake_timeout).await;
+        let mut tls = match handshake {
+            Ok(tls) => tls,
+            Err(e) => {
+                let reason = match e {
+                    ConnError::TlsHandshakeTimeout(_) => "timeout",
+                    _ => "error",
+                };
+                let labels = ListenerReasonLabels { listener: listener.clone(), reason };
+                self.inner.metrics.handshake_failures.get_or_create(&labels).inc();
+                return self.fail_unpicked(&e, log);
+            }
+        };
+        let resumed = {
+            let (_, session) = tls.get_ref();
+            let resumed = matches!(session.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+            tracing::debug!(
+                version = ?session.protocol_version(),
+                suite = ?session.negotiated_cipher_suite().map(|s| s.suite()),
+                resumed,
+                "handshake complete"
+            );
+            resumed
+        };
+        let labels = HandshakeLabels {
+            listener: listener.clone(),
+            resumed: if resumed { "true" } else { "false" },
+        };
+        self.inner.metrics.handshakes.get_or_create(&labels).inc();
+        let (backend, mut log) = match self.choose(log) {
+            Some(chosen) => chosen,
+            None => {
+                // close_notify, then FIN, with nothing else written; bounded in time.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+                return None;
+            }
+        };
+        match self.connect(&backend, &[], &mut log).await {
+            Ok(c) => Some((tls, c.stream, backend, log)),
+            Err(e) => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+                self.fail(backend.path(), &e, log)
+            }
+        }
+    }
+
+    /// A routed connection that ends before relaying, on the chosen backend's path.
+    fn fail<T>(&self, path: &PathMetrics, e: &ConnError, log: Log) -> Option<T> {
+        path.closed(&self.inner.metrics, e.reason());
+        self.end(e, log);
+        None
+    }
+
+    /// A routed connection that ends before a backend was chosen.
+    fn fail_unpicked<T>(&self, e: &ConnError, log: Log) -> Option<T> {
+        let PathLabels { listener, route, backend } = self.route.unrouted.clone();
+        let labels = PathReasonLabels { listener, route, backend, reason: e.reason() };
+        self.inner.metrics.closed.get_or_create(&labels).inc();
+        self.end(e, log);
+        None
+    }
+
+    fn end(&self, e: &ConnError, log: Log) {
+        let (reason, side) = (e.reason(), e.side());
+        tracing::debug!(
+            listener = %self.listener.label, route = %self.route.id, reason,
+            side = side.as_str(), error = %e, "refused"
+        );
+        write_log(self.inner, log, self.start, Transferred::default(), reason, ended_by(side));
+    }
+}
+
+/// Longest wait for the close_notify to go out when a terminated connection ends before relaying.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A connection refused before it had a route (the hello, or no listener or route for it).
+fn unrouted(
+    inner: &Inner,
+    sock: Option<&LiveSocket>,
+    local: SocketAddr,
+    start: Instant,
+    e: &ConnError,
+    log: Log,
+) {
+    let (reason, side) = (e.reason(), e.side());
+    tracing::debug!(%local, reason, side = side.as_str(), error = %e, "refused");
+    if let (Some(sock), Some(hello)) = (sock, e.hello_reason()) {
+        let labels = SocketReasonLabels { address: sock.metrics.address.clone(), reason: hello };
+        inner.metrics.hello_failures.get_or_create(&labels).inc();
+    }
+    write_log(inner, log, start, Transferred::default(), reason, ended_by(side));
+}
+
+/// A connection closed at once because a limit was reached.
+fn limited(
+    inner: &Inner,
+    address: &str,
+    listener: Option<&LiveListener>,
+    limit: Limit,
+    start: Instant,
+    log: Log,
+) {
+    let listener_label = listener.map(|l| l.label.clone()).unwrap_or_default();
+    tracing::debug!(%address, listener = %listener_label, limit = limit.as_str(), "limit reached; closed");
+    let labels =
+        LimitLabels { address: address.to_string(), listener: listener_label, limit: limit.as_str() };
+    inner.metrics.limited.get_or_create(&labels).inc();
+    let reason = ConnError::Limit(limit).reason();
+    write_log(inner, log, start, Transferred::default(), reason, "gateway");
+}
+
+/// The accept loop's report of a connection refused by the global limit.
+pub(crate) fn refused_at_accept(
+    inner: &Inner,
+    installed: &Installed,
+    socket: Option<usize>,
+    client: SocketAddr,
+    local: SocketAddr,
+    start: Instant,
+) {
+    let address = match socket.and_then(|i| installed.sockets.get(i)) {
+        Some(s) => s.metrics.address.clone(),
+        None => local.to_string(),
+    };
+    let log = inner.access_log.is_some().then(|| LogFields::new(client, local));
+    limited(inner, &address, None, Limit::Global, start, log);
+}
+
+/// Counts and logs the end of a relayed connection.
+fn finish(inner: &Inner, session: &Session, t: Transferred, result: Result<(), ConnError>) {
+    let path = session.backend.path();
+    let (reason, by) = match &result {
+        Ok(()) => ("completed", t.first_to_finish.map_or("gateway", ended_by)),
+        Err(e) => (e.reason(), ended_by(e.side())),
+    };
+    path.closed(&inner.metrics, reason);
+    path.duration.observe(session.start.elapsed().as_secs_f64());
+    let Transferred { client_to_backend: up, backend_to_client: down, .. } = t;
+    match &result {
+        Ok(()) => tracing::debug!(backend = %path.labels.backend, up, down, ended_by = by, "closed"),
+        Err(e) => tracing::debug!(
+            backend = %path.labels.backend, up, down, reason, side = e.side().as_str(),
+            error = %e, "relay ended"
+        ),
+    }
+    if let Some(log) = &session.log {
+        write_record(inner, log, Some(&path.labels), session.start, t, reason, by);
+    }
+}
+
+/// Who ended a connection, for the access log.
+fn ended_by(side: Side) -> &'static str {
+    match side {
+        Side::Client => "client",
+        Side::Backend => "backend",
+        Side::Config => "gateway",
+    }
+}
+
+fn write_log(
+    inner: &Inner,
+    log: Log,
+    start: Instant,
+    t: Transferred,
+    reason: &'static str,
+    by: &'static str,
+) {
+    if let Some(log) = log {
+        write_record(inner, &log, None, start, t, reason, by);
+    }
+}
+
+fn write_record(
+    inner: &Inner,
+    f: &LogFields,
+    path: Option<&PathLabels>,
+    start: Instant,
+    t: Transferred,
+    reason: &'static str,
+    ended_by: &'static str,
+) {
+    let Some(access_log) = &inner.access_log else { return };
+    let total = start.elapsed();
+    let rec = Record {
+        start: SystemTime::now() - total,
+        client: f.client,
+        local: f.local,
+        listener: path.map(|p| p.listener.as_str()).or(f.listener.as_deref()),
+        sni: f.sni.as_deref(),
+        alpn: f.alpn.as_deref(),
+        route: path.map(|p| p.route.as_str()).or(f.route.as_deref()),
+        backend: path.map(|p| p.backend.as_str()).filter(|b| !b.is_empty()),
+        endpoint: f.endpoint,
+        bytes_from_client: t.client_to_backend,
+        bytes_to_client: t.backend_to_client,
+        hello: f.hello,
+        connect: f.connect,
+        total,
+        reason,
+        ended_by,
+    };
+    access_log.log(&rec);
 }

@@ -167,6 +167,49 @@ pub enum ConnError {
     /// Config: the connection was still open when the shutdown drain deadline passed.
     #[error("cut at the end of the shutdown drain")]
     Drained,
+    /// Config: no byte moved either way for the listener's idle timeout.
+    #[error("idle for {0:?}")]
+    IdleTimeout(std::time::Duration),
+    /// Config: one side had finished and the other stayed silent for the half-close timeout.
+    #[error("half-closed and silent for {0:?}")]
+    HalfCloseTimeout(std::time::Duration),
+    /// Config: the connection reached the listener's maximum lifetime.
+    #[error("maximum connection lifetime reached")]
+    MaxLifetime,
+    /// Config: a connection limit was reached; the connection is closed at once.
+    #[error("connection limit reached: {0}")]
+    Limit(Limit),
+}
+
+/// Which connection limit refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// The process-wide `--max-connections`.
+    Global,
+    /// The listener's `limits.connections`.
+    Listener,
+    /// The listener's `limits.connectionsPerClient`, for the client's address.
+    Client,
+    /// The backend's connection limit.
+    Backend,
+}
+
+impl Limit {
+    /// A lowercase label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Global => "global",
+            Limit::Listener => "listener",
+            Limit::Client => "client",
+            Limit::Backend => "backend",
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl ConnError {
@@ -192,7 +235,11 @@ impl ConnError {
             | NoEndpoints { .. }
             | NoCertificate { .. }
             | TlsConfig(_)
-            | Drained => Side::Config,
+            | Drained
+            | IdleTimeout(_)
+            | HalfCloseTimeout(_)
+            | MaxLifetime
+            | Limit(_) => Side::Config,
             Resolve { .. } | Connect { .. } | BackendIo(_) => Side::Backend,
         }
     }
@@ -223,7 +270,36 @@ impl ConnError {
             ClientIo(_) => "client_io",
             BackendIo(_) => "backend_io",
             Drained => "drained",
+            IdleTimeout(_) => "idle_timeout",
+            HalfCloseTimeout(_) => "half_close_timeout",
+            MaxLifetime => "max_lifetime",
+            Limit(l) => match l {
+                self::Limit::Global => "limit_global",
+                self::Limit::Listener => "limit_listener",
+                self::Limit::Client => "limit_client",
+                self::Limit::Backend => "limit_backend",
+            },
         }
+    }
+
+    /// The `reason` label of `sniway_hello_failures_total` for an error before routing: timeout,
+    /// not_tls, malformed, oversized, no_sni, invalid_sni, no_route, closed, read_error. `None`
+    /// for errors after a listener was chosen.
+    pub fn hello_reason(&self) -> Option<&'static str> {
+        use ConnError::*;
+        use sniway_wire::HelloError as H;
+        Some(match self {
+            HelloTimeout(_) => "timeout",
+            HelloTooLarge { .. } | BadHello(H::TooLarge) => "oversized",
+            BadHello(H::Malformed(_) | H::RecordOverflow) => "malformed",
+            BadHello(_) => "not_tls",
+            NoSni => "no_sni",
+            InvalidSni => "invalid_sni",
+            NoListener { .. } | NoRoute { .. } => "no_route",
+            HelloEof { .. } => "closed",
+            HelloRead(_) => "read_error",
+            _ => return None,
+        })
     }
 }
 

@@ -50,8 +50,9 @@ use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::error::ConnError;
+use crate::error::{ConnError, Side};
 use crate::splice::{self, Pipe};
+use crate::watchdog::Watchdog;
 
 /// Size of each worker thread's read buffer; a read that fills it switches the burst to splice.
 pub const RELAY_BUFFER: usize = 32 * 1024;
@@ -63,6 +64,8 @@ pub struct Transferred {
     pub client_to_backend: u64,
     /// Bytes written to the client.
     pub backend_to_client: u64,
+    /// The side whose stream ended first (its FIN, or close_notify), if either did.
+    pub first_to_finish: Option<Side>,
 }
 
 /// The bytes read from the client during detection, to be written to the backend before anything
@@ -76,15 +79,23 @@ pub struct Replay {
 }
 
 /// Writes what is left of `replay` to the backend, then relays both ways until both directions
-/// have ended or either fails. Returns the bytes moved in any case, the replay included.
+/// have ended, either fails, or `watchdog` ends the connection (a deadline, the drain cut).
+/// Returns the bytes moved in any case, the replay included; `meter` is told of the bytes as they
+/// move (client to backend, backend to client), the part of the replay already sent first.
 ///
 /// The replay is handled before the future is built, so the future a long-lived connection keeps
 /// holds only the two directions: a replay sent whole while connecting is freed here, and one
 /// still pending lives in the client-to-backend direction until it is written.
-pub fn relay<'a>(
+///
+/// Whenever the relay ends with an error (a socket failed, a deadline passed, the drain cut),
+/// both sockets are closed with a reset, so neither peer can take the cut stream for a complete
+/// one.
+pub fn relay<'a, M: FnMut(u64, u64) + 'a>(
     client: &'a TcpStream,
     backend: &'a TcpStream,
     replay: Replay,
+    watchdog: &'a mut Watchdog,
+    mut meter: M,
 ) -> impl Future<Output = (Transferred, Result<(), ConnError>)> + 'a {
     let mut up = Dir::new(client, backend);
     let mut down = Dir::new(backend, client);
@@ -94,11 +105,34 @@ pub fn relay<'a>(
     if sent < buf.len() {
         up.state = State::Writing { buf, off: sent };
     }
+    if sent > 0 {
+        meter(sent as u64, 0);
+    }
     async move {
+        let mut first = None;
         let result = poll_fn(|cx| {
-            let up_done = up.poll_to_end(cx, down.ended).map_err(|e| e.blame(true))?;
-            let down_done = down.poll_to_end(cx, up.ended).map_err(|e| e.blame(false))?;
-            if up_done && down_done { Poll::Ready(Ok(())) } else { Poll::Pending }
+            let (u0, d0) = (up.count, down.count);
+            let up_done = up.poll_to_end(cx, down.ended).map_err(|e| e.blame(true));
+            let down_done = match up_done {
+                Err(_) => Ok(false),
+                Ok(_) => down.poll_to_end(cx, up.ended).map_err(|e| e.blame(false)),
+            };
+            let (du, dd) = (up.count - u0, down.count - d0);
+            if du + dd > 0 {
+                meter(du, dd);
+            }
+            if first.is_none() {
+                first = match (up.ended, down.ended) {
+                    (true, _) => Some(Side::Client),
+                    (_, true) => Some(Side::Backend),
+                    _ => None,
+                };
+            }
+            let (up_done, down_done) = (up_done?, down_done?);
+            if up_done && down_done {
+                return Poll::Ready(Ok(()));
+            }
+            watchdog.poll(cx, du + dd > 0, up_done || down_done).map(Err)
         })
         .await;
         if result.is_err() {
@@ -107,7 +141,11 @@ pub fn relay<'a>(
                 let _ = SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
             }
         }
-        let t = Transferred { client_to_backend: up.count, backend_to_client: down.count };
+        let t = Transferred {
+            client_to_backend: up.count,
+            backend_to_client: down.count,
+            first_to_finish: first,
+        };
         (t, result)
     }
 }

@@ -13,8 +13,8 @@
 //!
 //! # Server configuration
 //!
-//! One [`rustls::ServerConfig`] per listener, built on first use and cached in the model's
-//! [`TerminateConfig::server_config`]; a connection only clones the `Arc`. It uses the ring
+//! One [`rustls::ServerConfig`] per listener, built when the table is installed and kept with the
+//! data plane's state for that table; a connection only clones the `Arc`. It uses the ring
 //! provider, TLS 1.3 and 1.2 only (rustls' safe defaults), no client authentication, the
 //! listener's ALPN list (empty by default: an ALPN offer from the client is not negotiated), and
 //! no 0-RTT data.
@@ -22,10 +22,7 @@
 //! - Certificates: `Resolver` reads the listener's current [`sniway_model::CertificateSet`] at
 //!   each handshake and picks by SNI ([`sniway_model::CertificateSet::select`]; the first
 //!   certificate is the default). Storing a new set in `TerminateConfig::certificates` therefore
-//!   affects new handshakes only; established connections keep the keys they negotiated. The
-//!   resolver holds the listener's config weakly: the config owns the `ServerConfig`, which owns
-//!   the resolver, and a strong reference back would be a cycle that leaks every replaced
-//!   listener. A connection keeps the config alive while it handshakes.
+//!   affects new handshakes only; established connections keep the keys they negotiated.
 //! - Session resumption is stateless: tickets encrypted under keys from one process-wide
 //!   [`rustls::crypto::ring::Ticketer`] (rotated every 6 hours, each key accepted for 12), shared
 //!   by every listener and every table, so a ticket survives a table swap. No server-side session
@@ -58,7 +55,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -69,12 +66,14 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use crate::error::ConnError;
+use crate::error::{ConnError, Side};
 use crate::relay::{RELAY_BUFFER, Transferred};
+use crate::watchdog::Watchdog;
 
-/// The rustls configuration for a Terminate listener, built once per listener and cached in it.
-pub fn server_config(cfg: &Arc<TerminateConfig>) -> Result<Arc<rustls::ServerConfig>, ConnError> {
-    Ok(Arc::new(build_server_config(cfg).map_err(ConnError::TlsConfig)?))
+/// The rustls configuration for a Terminate listener, built once per listener when a table is
+/// installed (never per connection).
+pub fn server_config(cfg: &Arc<TerminateConfig>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    Ok(Arc::new(build_server_config(cfg)?))
 }
 
 fn build_server_config(cfg: &Arc<TerminateConfig>) -> Result<rustls::ServerConfig, rustls::Error> {
@@ -82,7 +81,7 @@ fn build_server_config(cfg: &Arc<TerminateConfig>) -> Result<rustls::ServerConfi
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Resolver(Arc::downgrade(cfg))));
+        .with_cert_resolver(Arc::new(Resolver(Arc::clone(cfg))));
     config.alpn_protocols = cfg.alpn.clone();
     config.ticketer = ticketer()?;
     config.session_storage = Arc::new(NoServerSessionStorage {});
@@ -102,12 +101,11 @@ fn ticketer() -> Result<Arc<dyn ProducesTickets>, rustls::Error> {
 
 /// Picks the listener's certificate for each handshake from its current certificate set.
 #[derive(Debug)]
-struct Resolver(Weak<TerminateConfig>);
+struct Resolver(Arc<TerminateConfig>);
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let cfg = self.0.upgrade()?;
-        let set = cfg.certificates.load();
+        let set = self.0.certificates.load();
         let chosen = set.select(hello.server_name())?;
         tracing::trace!(certificate = %chosen.source, "certificate chosen");
         Some(Arc::clone(&chosen.key))
@@ -203,30 +201,56 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 }
 
 /// Relays plaintext between the TLS session with the client and the backend's TCP stream until
-/// both directions have ended or either fails. Returns the plaintext bytes moved in any case.
+/// both directions have ended, either fails, or `watchdog` ends the connection. Returns the
+/// plaintext bytes moved in any case; `meter` is told of every bytes moved as they move (client
+/// to backend, backend to client).
 pub async fn relay<C>(
     client: &mut C,
     backend: &mut TcpStream,
+    watchdog: &mut Watchdog,
+    mut meter: impl FnMut(u64, u64),
 ) -> (Transferred, Result<(), ConnError>)
 where
     C: AsyncBufRead + AsyncWrite + Unpin,
 {
     let mut up = Up::default();
     let mut down = Down::default();
+    let mut first = None;
     let result = poll_fn(|cx| {
+        let (u0, d0) = (up.bytes, down.bytes);
         let up_poll = if up.done { Poll::Ready(Ok(())) } else { up.poll(cx, client, backend) };
-        if let Poll::Ready(Err(e)) = up_poll {
-            return Poll::Ready(Err(e));
+        let down_poll = match up_poll {
+            Poll::Ready(Err(_)) => Poll::Pending,
+            _ if down.done => Poll::Ready(Ok(())),
+            _ => down.poll(cx, client, backend),
+        };
+        let (du, dd) = (up.bytes - u0, down.bytes - d0);
+        if du + dd > 0 {
+            meter(du, dd);
         }
-        let down_poll =
-            if down.done { Poll::Ready(Ok(())) } else { down.poll(cx, client, backend) };
-        if let Poll::Ready(Err(e)) = down_poll {
-            return Poll::Ready(Err(e));
+        if first.is_none() {
+            first = match (up.eof, down.eof) {
+                (true, _) => Some(Side::Client),
+                (_, true) => Some(Side::Backend),
+                _ => None,
+            };
         }
-        if up.done && down.done { Poll::Ready(Ok(())) } else { Poll::Pending }
+        for p in [up_poll, down_poll] {
+            if let Poll::Ready(Err(e)) = p {
+                return Poll::Ready(Err(e));
+            }
+        }
+        if up.done && down.done {
+            return Poll::Ready(Ok(()));
+        }
+        watchdog.poll(cx, du + dd > 0, up.eof || down.eof).map(Err)
     })
     .await;
-    let t = Transferred { client_to_backend: up.bytes, backend_to_client: down.bytes };
+    let t = Transferred {
+        client_to_backend: up.bytes,
+        backend_to_client: down.bytes,
+        first_to_finish: first,
+    };
     (t, result)
 }
 
@@ -372,28 +396,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_server_config_is_built_once_per_listener_and_the_ticketer_once_per_process() {
+    fn every_server_config_shares_the_process_ticketer_and_negotiates_no_alpn_or_early_data() {
         let a = Arc::new(TerminateConfig::new(CertificateSet::default()));
         let b = Arc::new(TerminateConfig::new(CertificateSet::default()));
         let a1 = server_config(&a).expect("config");
-        let a2 = server_config(&a).expect("config");
         let b1 = server_config(&b).expect("config");
-        assert!(Arc::ptr_eq(&a1, &a2));
         assert!(!Arc::ptr_eq(&a1, &b1));
         assert!(Arc::ptr_eq(&a1.ticketer, &b1.ticketer));
         assert!(a1.ticketer.enabled());
         assert!(a1.alpn_protocols.is_empty());
         assert_eq!(a1.max_early_data_size, 0);
-    }
-
-    #[test]
-    fn a_listener_config_is_freed_with_its_server_config() {
-        let cfg = Arc::new(TerminateConfig::new(CertificateSet::default()));
-        let server = server_config(&cfg).expect("config");
-        let weak = Arc::downgrade(&cfg);
-        drop(cfg);
-        assert!(weak.upgrade().is_none(), "the resolver keeps the listener alive");
-        drop(server);
     }
 
     #[tokio::test]

@@ -8,14 +8,16 @@
 //! on an unusable backend refuses the connection rather than rolling again. A route whose weights
 //! are all 0 refuses every connection.
 //!
-//! Within a backend, endpoints are taken round-robin through the table's shared cursor.
+//! Within a backend, endpoints are taken round-robin through the backend's cursor, which is kept
+//! across tables (`live.rs`).
 //!
 //! Connecting: the whole phase (DNS resolution and connect attempts) runs under one
 //! `connect_timeout`, so a client waits at most its hello deadline plus this. If the first
 //! endpoint fails before the deadline (typically "connection refused" from a pod that just went
 //! away), the next endpoint of the same backend is tried once with the time that remains. The
 //! first bytes for the backend (a passthrough connection's replay) go out as soon as the
-//! connection exists (`connect_one`).
+//! connection exists (`connect_one`). Each attempt is counted per backend, with its time when it
+//! succeeds and its reason when it fails.
 //! Health checking and failover across backends are not done here (a later issue).
 
 use std::io;
@@ -23,12 +25,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustix::io::Errno;
-use sniway_model::{Backend, Route};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::Keepalive;
 use crate::error::ConnError;
+use crate::live::{BackendState, Target};
+use crate::metrics::{BackendReasonLabels, Metrics};
 
 /// At most this many endpoints are tried per connection.
 pub const MAX_ATTEMPTS: usize = 2;
@@ -40,47 +44,38 @@ pub struct Connected {
     pub stream: TcpStream,
     /// The endpoint it is connected to.
     pub addr: SocketAddr,
-    /// The backend's display name.
-    pub backend: String,
     /// How many of the first bytes asked for were sent while connecting.
     pub sent: usize,
 }
 
-/// Picks a backend of `route` by weight, connects to one of its endpoints and sends what of
-/// `first` the new socket takes at once ([`Connected::sent`]; see `connect_one`).
-pub async fn connect(
-    route: &Route,
-    cursor: &std::sync::atomic::AtomicUsize,
+/// Connects to one endpoint of `target` (the backend `state`) and sends what of `first` the new
+/// socket takes at once ([`Connected::sent`]; see `connect_one`).
+pub(crate) async fn connect(
+    target: &Target,
+    state: &BackendState,
     connect_timeout: Duration,
     first: &[u8],
+    keepalive: Option<Keepalive>,
+    metrics: &Metrics,
 ) -> Result<Connected, ConnError> {
-    let total = route.total_weight();
-    let picked = match total {
-        0 => None,
-        total => route.pick(fastrand::u64(0..total)),
-    };
-    let Some(wb) = picked else {
-        return Err(ConnError::NoBackend { route: route.id.to_string() });
-    };
     let deadline = Instant::now() + connect_timeout;
-    let (name, candidates) = match &wb.backend {
-        Backend::Invalid { name, reason } => {
-            return Err(ConnError::InvalidBackend {
-                backend: name.clone(),
-                reason: reason.clone(),
-            });
+    let name = &state.name;
+    let fail = |reason: &'static str| {
+        let labels = BackendReasonLabels { backend: name.clone(), reason };
+        metrics.connect_failures.get_or_create(&labels).inc();
+    };
+    let candidates: Vec<SocketAddr> = match target {
+        Target::Invalid(reason) => {
+            return Err(ConnError::InvalidBackend { backend: name.clone(), reason: reason.clone() });
         }
-        Backend::Endpoints { name, addrs } => {
+        Target::Endpoints(addrs) => {
             if addrs.is_empty() {
                 return Err(ConnError::NoEndpoints { backend: name.clone() });
             }
-            let first = cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % addrs.len();
-            let candidates: Vec<SocketAddr> = (0..addrs.len().min(MAX_ATTEMPTS))
-                .map(|i| addrs[(first + i) % addrs.len()])
-                .collect();
-            (name, candidates)
+            let first = state.cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % addrs.len();
+            (0..addrs.len().min(MAX_ATTEMPTS)).map(|i| addrs[(first + i) % addrs.len()]).collect()
         }
-        Backend::Dns { name, host, port } => {
+        Target::Dns { host, port } => {
             let resolved =
                 tokio::time::timeout_at(deadline, tokio::net::lookup_host((host.as_str(), *port)))
                     .await
@@ -88,22 +83,29 @@ pub async fn connect(
                     .and_then(|r| r);
             let addrs = match resolved {
                 Ok(addrs) => addrs.take(MAX_ATTEMPTS).collect::<Vec<_>>(),
-                Err(source) => return Err(ConnError::Resolve { host: host.clone(), source }),
+                Err(source) => {
+                    fail("resolve");
+                    return Err(ConnError::Resolve { host: host.clone(), source });
+                }
             };
             if addrs.is_empty() {
                 return Err(ConnError::NoEndpoints { backend: name.clone() });
             }
-            (name, addrs)
+            addrs
         }
     };
     let mut last = None;
     for addr in candidates {
-        match connect_one(addr, deadline, first).await {
+        state.metrics.attempts.inc();
+        let started = Instant::now();
+        match connect_one(addr, deadline, first, keepalive).await {
             Ok((stream, sent)) => {
-                return Ok(Connected { stream, addr, backend: name.clone(), sent });
+                state.metrics.connect_duration.observe(started.elapsed().as_secs_f64());
+                return Ok(Connected { stream, addr, sent });
             }
             Err(source) => {
                 tracing::debug!(backend = %name, %addr, error = %source, "connect failed");
+                fail(failure_reason(&source));
                 let timed_out = source.kind() == io::ErrorKind::TimedOut;
                 last = Some(ConnError::Connect { addr, source });
                 if timed_out {
@@ -114,6 +116,16 @@ pub async fn connect(
     }
     // `candidates` is never empty, so `last` is set.
     Err(last.unwrap_or_else(|| ConnError::NoEndpoints { backend: name.clone() }))
+}
+
+/// The `reason` label of a failed attempt.
+fn failure_reason(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "refused",
+        io::ErrorKind::TimedOut => "timeout",
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => "unreachable",
+        _ => "error",
+    }
 }
 
 /// Connects to `addr` and, once connected, sends what of `first` the socket takes at once.
@@ -128,11 +140,15 @@ async fn connect_one(
     addr: SocketAddr,
     deadline: Instant,
     first: &[u8],
+    keepalive: Option<Keepalive>,
 ) -> io::Result<(TcpStream, usize)> {
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
     // Latency over batching: the client's and backend's TLS stacks already write whole records.
     socket.set_tcp_nodelay(true)?;
+    if keepalive.is_some() {
+        crate::listener::set_keepalive(SockRef::from(&socket), keepalive)?;
+    }
     match socket.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(Errno::INPROGRESS.raw_os_error()) => {}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sniway_model::{Backend, RoutingTable};
-use sniway_proxy::{Proxy, ProxyConfig, ProxyError};
+use sniway_proxy::{Proxy, ProxyConfig};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -237,7 +237,7 @@ async fn sixty_four_mib_round_trip_is_byte_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_swapped_table_serves_new_connections_while_old_ones_keep_working() {
+async fn an_installed_table_serves_new_connections_while_old_ones_keep_working() {
     let old = echo_backend("old").await;
     let new = echo_backend("new").await;
     let p = start(mk_table(vec![(None, mk_route("r", vec![mk_endpoints("old", &[old])]))])).await;
@@ -248,28 +248,96 @@ async fn a_swapped_table_serves_new_connections_while_old_ones_keep_working() {
     assert_eq!(read_line(&mut early).await, "old");
     assert_eq!(read_exact(&mut early, h.len()).await, h);
 
-    // Same socket address as configured at bind time (port 0), new route.
-    p.table.store(mk_table(vec![(None, mk_route("r", vec![mk_endpoints("new", &[new])]))]));
+    // Same socket address as configured (port 0): the socket is kept, the route changes.
+    let states =
+        p.proxy.install(mk_table(vec![(None, mk_route("r", vec![mk_endpoints("new", &[new])]))]));
+    assert_eq!(states[0].bound, Ok(p.addr), "the unchanged socket was not rebound");
     assert_eq!(which_backend(p.addr, "swap.example.com").await, "new");
 
     early.write_all(b"still here").await.expect("write on the early connection");
     assert_eq!(read_exact(&mut early, 10).await, b"still here");
 
-    // A table that no longer serves this socket refuses new connections.
-    p.table.store(Arc::new(RoutingTable::default()));
-    let mut s = connect(p.addr).await;
-    s.write_all(&h).await.expect("write");
-    assert_closed_silently(&mut s).await;
+    // A table without this socket stops accepting on it; the early connection goes on.
+    assert!(p.proxy.install(Arc::new(RoutingTable::default())).is_empty());
+    wait_refused(p.addr).await;
     early.write_all(b"and here").await.expect("write");
     assert_eq!(read_exact(&mut early, 8).await, b"and here");
+}
+
+/// Waits until connecting to `addr` is refused (its listening socket closed), within a bound.
+async fn wait_refused(addr: std::net::SocketAddr) {
+    for _ in 0..1000 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{addr} still accepting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installing_a_table_binds_new_sockets_and_keeps_the_others() {
+    let a = echo_backend("a").await;
+    let b = echo_backend("b").await;
+    let route = |name: &str, addr| mk_route("r", vec![mk_endpoints(name, &[addr])]);
+    let one = Arc::new(RoutingTable {
+        sockets: vec![mk_socket("127.0.0.1:0", vec![mk_listener(None, vec![(None, route("a", a))])])],
+    });
+    let p = start(one).await;
+    // The same configured socket and a second one on another loopback address.
+    let two = Arc::new(RoutingTable {
+        sockets: vec![
+            mk_socket("127.0.0.1:0", vec![mk_listener(None, vec![(None, route("a", a))])]),
+            mk_socket("127.0.0.2:0", vec![mk_listener(None, vec![(None, route("b", b))])]),
+        ],
+    });
+    let states = p.proxy.install(two);
+    assert_eq!(states.len(), 2);
+    assert_eq!(states[0].bound, Ok(p.addr), "kept, not rebound");
+    let second = states[1].bound.clone().expect("127.0.0.2 bound");
+    assert_eq!(second.ip().to_string(), "127.0.0.2");
+    assert_ne!(second.port(), 0);
+    assert_eq!(which_backend(p.addr, "x.example.com").await, "a");
+    assert_eq!(which_backend(second, "x.example.com").await, "b");
+    assert_eq!(p.proxy.ready(), Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_fails_only_its_socket_and_readiness_says_which() {
+    let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let busy = taken.local_addr().expect("addr");
+    let e = echo_backend("e").await;
+    let table = Arc::new(RoutingTable {
+        sockets: vec![
+            mk_socket("127.0.0.1:0", vec![mk_listener(None, vec![(None, mk_route("r", vec![mk_endpoints("e", &[e])]))])]),
+            mk_socket(&busy.to_string(), vec![]),
+        ],
+    });
+    let proxy = Proxy::new(ProxyConfig::default(), None);
+    let states = proxy.install(table.clone());
+    let good = states.iter().find(|s| s.configured != busy).expect("the free socket");
+    let bad = states.iter().find(|s| s.configured == busy).expect("the busy socket");
+    let err = bad.bound.clone().expect_err("address in use");
+    assert!(err.contains(&busy.to_string()), "{err}");
+    let addr = good.bound.clone().expect("the other socket serves");
+    assert_eq!(which_backend(addr, "x.example.com").await, "e");
+    let not_ready = proxy.ready().expect_err("not ready with a socket unbound");
+    assert!(not_ready.contains(&busy.to_string()), "{not_ready}");
+
+    // Freed, the port is bound at the next install.
+    drop(taken);
+    let states = proxy.install(table);
+    assert!(states.iter().all(|s| s.bound.is_ok()), "{states:?}");
+    assert_eq!(proxy.ready(), Ok(()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_and_waits_for_live_connections() {
     let e = echo_backend("e").await;
     let table = mk_table(vec![(None, mk_route("r", vec![mk_endpoints("e", &[e])]))]);
-    // A one-hour drain deadline: run() returning within the bounded wait below can only be
-    // because the last connection ended.
+    // A one-hour drain deadline: the shutdown returning within the bounded wait below can only
+    // be because the last connection ended.
     let mut p = start_with(table, ProxyConfig::default(), Duration::from_secs(3600)).await;
     let mut live = connect(p.addr).await;
     let h = hello("d.example.com");
@@ -278,104 +346,93 @@ async fn shutdown_stops_accepting_and_waits_for_live_connections() {
 
     p.shutdown();
     // The listening socket closes: new connections are refused.
-    let refused = async {
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(p.addr).await.is_err() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
-    };
-    assert!(refused.await, "listener still accepting after shutdown");
-    // The live connection keeps working while run() waits for it.
+    wait_refused(p.addr).await;
+    assert!(p.proxy.ready().is_err(), "ready while draining");
+    // The live connection keeps working while the shutdown waits for it.
     assert_eq!(read_exact(&mut live, h.len()).await, h);
     live.write_all(b"draining").await.expect("write while draining");
     assert_eq!(read_exact(&mut live, 8).await, b"draining");
-    assert!(!p.task.is_finished(), "run returned with a connection open");
+    assert!(!p.task.is_finished(), "shutdown returned with a connection open");
 
     drop(live);
-    tokio::time::timeout(WAIT, &mut p.task)
+    let drained = tokio::time::timeout(WAIT, &mut p.task)
         .await
-        .expect("run returns once drained")
-        .expect("run task")
-        .expect("run");
+        .expect("shutdown returns once drained")
+        .expect("shutdown task");
+    assert_eq!(drained, sniway_proxy::Drained { open: 1, cut: 0 });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drain_deadline_cuts_connections_still_open() {
+async fn drain_deadline_cuts_connections_still_open_with_a_reset() {
     let e = echo_backend("e").await;
     let table = mk_table(vec![(None, mk_route("r", vec![mk_endpoints("e", &[e])]))]);
     let mut p = start_with(table, ProxyConfig::default(), Duration::from_millis(300)).await;
     let mut relaying = connect(p.addr).await;
-    relaying.write_all(&hello("d.example.com")).await.expect("write");
+    let h = hello("d.example.com");
+    relaying.write_all(&h).await.expect("write");
     assert_eq!(read_line(&mut relaying).await, "e");
+    assert_eq!(read_exact(&mut relaying, h.len()).await, h);
     // A connection still in detection is cut too.
     let mut detecting = connect(p.addr).await;
     detecting.write_all(&[0x16, 0x03]).await.expect("write");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_open(&p.proxy, 2).await;
 
-    let t = Instant::now();
     p.shutdown();
-    tokio::time::timeout(WAIT, &mut p.task)
-        .await
-        .expect("run returns")
-        .expect("task")
-        .expect("run");
-    let e = t.elapsed();
-    assert!(e >= Duration::from_millis(250), "returned before the drain deadline, after {e:?}");
+    let drained =
+        tokio::time::timeout(WAIT, &mut p.task).await.expect("shutdown returns").expect("task");
+    assert_eq!(drained, sniway_proxy::Drained { open: 2, cut: 2 });
     assert_closed_silently(&mut detecting).await;
-    // The relayed connection ends: its remaining echo, then end of stream or reset.
+    // The relayed connection is reset, never ended cleanly: a cut stream must not look complete.
     let mut rest = Vec::new();
     let r = tokio::time::timeout(WAIT, relaying.read_to_end(&mut rest)).await.expect("closed");
-    assert!(r.is_ok() || rest.len() <= 1024, "{r:?}");
+    let e = r.expect_err("the cut stream ended with a clean end of stream");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+}
+
+/// Waits until the proxy counts `n` open connections, within a bound.
+async fn wait_open(proxy: &Proxy, n: usize) {
+    for _ in 0..2000 {
+        if proxy.open_connections() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{} connections open, not {n}", proxy.open_connections());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn beyond_max_connections_new_clients_wait_for_a_permit() {
+async fn beyond_max_connections_new_clients_are_closed_at_once_and_no_socket_starves() {
     let e = echo_backend("e").await;
-    let table = mk_table(vec![(None, mk_route("r", vec![mk_endpoints("e", &[e])]))]);
+    let listener = || mk_listener(None, vec![(None, mk_route("r", vec![mk_endpoints("e", &[e])]))]);
+    let table = Arc::new(RoutingTable {
+        sockets: vec![mk_socket("127.0.0.1:0", vec![listener()]), mk_socket("127.0.0.2:0", vec![listener()])],
+    });
     let config = ProxyConfig { max_connections: 1, ..Default::default() };
     let p = start_with(table, config, Duration::from_secs(1)).await;
+    let second_socket = p.proxy.sockets()[1].bound.clone().expect("bound");
     let h = hello("m.example.com");
 
     let mut first = connect(p.addr).await;
     first.write_all(&h).await.expect("write");
     assert_eq!(read_line(&mut first).await, "e");
 
-    // Connects (kernel backlog) but is not served while the first holds the only permit.
-    let mut second = connect(p.addr).await;
-    second.write_all(&h).await.expect("write");
-    let mut b = [0u8; 1];
-    let waited = tokio::time::timeout(Duration::from_millis(300), second.read(&mut b)).await;
-    assert!(waited.is_err(), "second connection served beyond max_connections");
+    // Beyond the limit, on either socket: closed at once, nothing written.
+    for addr in [p.addr, second_socket] {
+        let mut s = connect(addr).await;
+        let _ = s.write_all(&h).await;
+        assert_closed_silently(&mut s).await;
+    }
+    let text = p.proxy.metrics_text();
+    for addr in ["127.0.0.1:0", "127.0.0.2:0"] {
+        let line = format!(
+            "sniway_connections_limited_total{{address=\"{addr}\",listener=\"\",limit=\"global\"}} 1"
+        );
+        assert!(text.contains(&line), "{line} not in:\n{text}");
+    }
 
+    // Once the first ends, both sockets serve again: neither waits on the other.
     drop(first);
-    assert_eq!(read_line(&mut second).await, "e");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bind_error_names_the_address() {
-    let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = taken.local_addr().expect("addr");
-    let table = Arc::new(RoutingTable { sockets: vec![mk_socket(&addr.to_string(), vec![])] });
-    let err = Proxy::bind(table, ProxyConfig::default()).await.expect_err("address in use");
-    assert!(matches!(err, ProxyError::Bind { addr: a, .. } if a == addr));
-    assert!(err.to_string().contains(&addr.to_string()), "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_addrs_pair_configured_and_bound_addresses() {
-    let table = Arc::new(RoutingTable {
-        sockets: vec![mk_socket("127.0.0.1:0", vec![]), mk_socket("127.0.0.2:0", vec![])],
-    });
-    let Ok(proxy) = Proxy::bind(table, ProxyConfig::default()).await else {
-        // 127.0.0.2 is not configured on every host.
-        return;
-    };
-    let addrs = proxy.local_addrs();
-    assert_eq!(addrs.len(), 2);
-    assert_eq!(addrs[0].0, "127.0.0.1:0".parse().unwrap());
-    assert_eq!(addrs[1].1.ip().to_string(), "127.0.0.2");
-    assert!(addrs.iter().all(|(_, bound)| bound.port() != 0));
+    wait_open(&p.proxy, 0).await;
+    assert_eq!(which_backend(second_socket, "m.example.com").await, "e");
+    assert_eq!(which_backend(p.addr, "m.example.com").await, "e");
 }

@@ -425,8 +425,8 @@ async fn sessions_resume_with_tickets_across_a_table_swap() {
             vec![cert],
         );
         let mut table = Arc::try_unwrap(mk_table_of(vec![listener])).expect("fresh table");
-        table.sockets[0].addr = p.table.load().sockets[0].addr;
-        p.table.store(Arc::new(table));
+        table.sockets[0].addr = p.proxy.table().sockets[0].addr;
+        p.proxy.install(Arc::new(table));
         let mut third = tls_connect(p.addr, HOST, &client).await;
         assert_eq!(
             third.get_ref().1.handshake_kind(),

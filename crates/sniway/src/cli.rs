@@ -27,7 +27,7 @@ enum Command {
 }
 
 /// Where manifests come from, shared by `run` and `check`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct Input {
     /// Manifest file or directory (recursive: *.yaml, *.yml, *.json); `-` reads stdin.
     #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
@@ -43,29 +43,99 @@ pub struct Input {
     pub bind_address: IpAddr,
 }
 
-/// `sniway run`.
+/// `sniway run`. Timeouts and limits marked "per listener" are defaults that a `ListenerPolicy`
+/// overrides for the listeners it targets.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub input: Input,
-    /// Longest wait for a complete ClientHello (e.g. 10s, 500ms).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Longest wait for a complete ClientHello, from accept (per listener).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub hello_timeout: Duration,
-    /// Longest wait for a Terminate listener's TLS handshake, after the ClientHello.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Longest wait for a Terminate listener's TLS handshake, after the ClientHello (per
+    /// listener).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub handshake_timeout: Duration,
     /// Longest wait to connect to a backend.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
-    /// On SIGTERM/SIGINT, how long live connections may finish before they are cut.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// A connection with no byte either way for this long is closed with a reset (per listener;
+    /// 0s: never).
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+    /// Once one side has finished sending, a connection whose other side stays silent this long
+    /// is closed with a reset (per listener; 0s: never).
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub half_close_timeout: Duration,
+    /// Longest life of a connection, from accept (per listener; 0s: unlimited).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_lifetime: Duration,
+    /// TCP keep-alive on client and backend sockets: idle time before the first probe (per
+    /// listener; 0s turns keep-alive off).
+    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    pub keepalive_idle: Duration,
+    /// TCP keep-alive: time between probes (per listener).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub keepalive_interval: Duration,
+    /// TCP keep-alive: unanswered probes before the connection is dropped (per listener).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub keepalive_count: u32,
+    /// On SIGTERM/SIGINT, how long live connections may finish before they are cut with a reset.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub drain_timeout: Duration,
-    /// Most connections served at once; further ones wait in the accept queue.
-    #[arg(long, default_value_t = 100_000)]
+    /// Most connections open at once in the whole process; beyond it a new connection is
+    /// closed at once and counted.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub max_connections: usize,
+    /// Most connections open at once on one listener (per listener; 0: unlimited).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_listener_connections: u32,
+    /// Most connections open at once to one backend (0: unlimited).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_backend_connections: u32,
+    /// Most connections open at once on one listener from one client address (per listener;
+    /// 0: unlimited).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_client_connections: u32,
+    /// Admin endpoint (/metrics, /healthz, /readyz, /routes, /status): an address and port, or
+    /// `off`.
+    #[arg(long, default_value = "127.0.0.1:9901", value_parser = parse_admin, value_name = "ADDR")]
+    pub admin_address: Admin,
+    /// Write an access log line per connection, as `text` or `json` (default: no access log).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub access_log: Option<AccessLogFormat>,
+    /// The access log's file (appended to); default: standard output.
+    #[arg(long, value_name = "FILE", requires = "access_log")]
+    pub access_log_path: Option<PathBuf>,
+    /// Do not reload when the manifest files change (SIGHUP still reloads).
+    #[arg(long)]
+    pub no_watch: bool,
     /// Data-plane threads (default: the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
+}
+
+/// The admin endpoint's address, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admin(pub Option<std::net::SocketAddr>);
+
+/// Parses `off` or an address and port.
+pub fn parse_admin(s: &str) -> Result<Admin, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Admin(None));
+    }
+    s.parse().map(|a| Admin(Some(a))).map_err(|_| {
+        format!("`{s}` is neither an address and port (127.0.0.1:9901, [::1]:9901) nor `off`")
+    })
+}
+
+/// Access log formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AccessLogFormat {
+    /// `key=value` pairs.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Output formats of `check`.

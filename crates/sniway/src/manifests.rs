@@ -13,7 +13,16 @@ use crate::cli::Input;
 /// fields, ignored kinds) and compile warnings are logged; an input the API server would reject
 /// is an error naming the file, object and field.
 pub fn compile(input: &Input) -> Result<Compiled> {
-    let sources = read_all(&input.files)?;
+    compile_sources(input, read_all(&input.files)?)
+}
+
+/// As [`compile`], but a directory without manifests is an empty input rather than an error:
+/// `sniway run` may start on an empty directory and wait for files to appear.
+pub fn compile_allow_empty(input: &Input) -> Result<Compiled> {
+    compile_sources(input, read_all_with(&input.files, true)?)
+}
+
+fn compile_sources(input: &Input, sources: Vec<Source>) -> Result<Compiled> {
     let loaded =
         sniway_compile::load(&sources, &LoadOptions { default_namespace: input.namespace.clone() })
             .map_err(|e| anyhow::anyhow!("{e}"))
@@ -66,8 +75,13 @@ fn rfc3339(secs: u64) -> String {
     )
 }
 
-/// Reads every `-f` argument into sources; `-` is standard input.
+/// Reads every `-f` argument into sources; `-` is standard input. A directory without
+/// manifests is an error.
 pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Source>> {
+    read_all_with(paths, false)
+}
+
+fn read_all_with(paths: &[PathBuf], allow_empty: bool) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
@@ -81,7 +95,7 @@ pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Source>> {
         if meta.is_dir() {
             let mut files = Vec::new();
             walk(path, &mut files)?;
-            if files.is_empty() {
+            if files.is_empty() && !allow_empty {
                 bail!("{}: no *.yaml, *.yml or *.json files in this directory", path.display());
             }
             for f in files {

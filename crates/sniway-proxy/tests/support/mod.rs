@@ -9,12 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use sniway_model::{
     Backend, HostIndex, HostPattern, ListenerId, ListenerMode, ListenerTable, Route, RouteId,
     RoutingTable, SocketTable, WeightedBackend,
 };
-use sniway_proxy::{Proxy, ProxyConfig, ProxyError};
+use sniway_proxy::{AccessLog, Drained, Proxy, ProxyConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -179,12 +178,12 @@ pub async fn dead_addr() -> SocketAddr {
 pub struct Running {
     /// Where clients connect.
     pub addr: SocketAddr,
-    /// The table handle.
-    pub table: Arc<ArcSwap<RoutingTable>>,
-    /// Fires the shutdown future.
+    /// The proxy, to install new tables.
+    pub proxy: Proxy,
+    /// Fires the shutdown.
     pub shutdown: Option<oneshot::Sender<()>>,
-    /// `run`'s task.
-    pub task: JoinHandle<Result<(), ProxyError>>,
+    /// The shutdown's task: waits for the signal, then drains.
+    pub task: JoinHandle<Drained>,
 }
 
 impl Running {
@@ -196,23 +195,32 @@ impl Running {
     }
 }
 
-/// Binds and runs a proxy for `table` with `config`, draining for `drain` on shutdown.
+/// Installs `table` in a new proxy with `config`, draining for `drain` on shutdown; `addr` is the
+/// first socket's bound address.
 pub async fn start_with(table: Arc<RoutingTable>, config: ProxyConfig, drain: Duration) -> Running {
-    let proxy = Proxy::bind(table, config).await.expect("bind proxy");
-    let addrs = proxy.local_addrs();
-    let addr = addrs[0].1;
-    let handle = proxy.table();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(proxy.run(
-        async move {
-            let _ = rx.await;
-        },
-        drain,
-    ));
-    Running { addr, table: handle, shutdown: Some(tx), task }
+    start_logged(table, config, drain, None).await
 }
 
-/// Binds and runs a proxy with the default configuration.
+/// As [`start_with`], with an access log.
+pub async fn start_logged(
+    table: Arc<RoutingTable>,
+    config: ProxyConfig,
+    drain: Duration,
+    access_log: Option<AccessLog>,
+) -> Running {
+    let proxy = Proxy::new(config, access_log);
+    let sockets = proxy.install(table);
+    let addr = sockets[0].bound.clone().expect("bound");
+    let (tx, rx) = oneshot::channel::<()>();
+    let p = proxy.clone();
+    let task = tokio::spawn(async move {
+        let _ = rx.await;
+        p.shutdown(drain).await
+    });
+    Running { addr, proxy, shutdown: Some(tx), task }
+}
+
+/// Starts a proxy with the default configuration.
 pub async fn start(table: Arc<RoutingTable>) -> Running {
     start_with(table, ProxyConfig::default(), Duration::from_secs(5)).await
 }
