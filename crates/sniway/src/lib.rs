@@ -1,6 +1,7 @@
 //! The `sniway` binary's parts: the command line (`run`, `check`, `demo`), reading manifest
 //! files, and the demo's built-in TLS backends (also used by the end-to-end tests).
 
+pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod demo;
