@@ -7,3 +7,4 @@ pub mod cli;
 pub mod demo;
 pub mod manifests;
 pub mod run;
+pub mod watch;
