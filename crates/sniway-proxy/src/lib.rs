@@ -47,6 +47,7 @@
 //! certificates.
 #![warn(missing_docs)]
 
+pub mod access_log;
 mod conn;
 pub mod detect;
 pub mod error;
