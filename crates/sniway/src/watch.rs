@@ -109,7 +109,8 @@ impl Watcher {
     }
 
     /// Resolves when a relevant change happened since the last call (a burst of changes within
-    /// the debounce window is one change). None if the watcher died.
+    /// the debounce window is one change). None if the watcher died. Cancel-safe: a change seen
+    /// by a call that was dropped (in a `select!`) is reported by the next one.
     pub async fn changed(&mut self) -> Option<()> {
         self.changed_paths().await.map(drop)
     }
@@ -117,7 +118,10 @@ impl Watcher {
     /// As [`Watcher::changed`], with the paths whose events counted.
     pub async fn changed_paths(&mut self) -> Option<Vec<PathBuf>> {
         loop {
-            self.wake.recv().await?;
+            // Paths already pending: a call cancelled while settling took the wake-up with it.
+            if self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                self.wake.recv().await?;
+            }
             self.settle().await;
             let taken =
                 std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
@@ -324,6 +328,26 @@ mod tests {
         assert!(names(&next(&mut w).await).contains(&"gw.yaml".to_string()));
         // The new inode is still watched: the watch is on the directory, not the old file.
         std::fs::write(&file, "a: 3\n").unwrap();
+        assert_eq!(names(&next(&mut w).await), ["gw.yaml"]);
+    }
+
+    #[tokio::test]
+    async fn a_change_seen_by_a_cancelled_call_is_reported_by_the_next() {
+        let dir = TempDir::new("cancel");
+        let file = dir.path("gw.yaml");
+        std::fs::write(&file, "a: 1\n").unwrap();
+        let mut w = Watcher::new(std::slice::from_ref(&file), DEBOUNCE).unwrap();
+        std::fs::write(&file, "a: 2\n").unwrap();
+        // Wait for the wake-up to be sent, then cancel the call while it settles.
+        tokio::time::timeout(BOUND, async {
+            while w.pending.lock().unwrap().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the change arrives");
+        let cancelled = tokio::time::timeout(Duration::from_millis(1), w.changed()).await;
+        assert!(cancelled.is_err(), "settling takes a debounce period");
         assert_eq!(names(&next(&mut w).await), ["gw.yaml"]);
     }
 
