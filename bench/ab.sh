@@ -6,11 +6,13 @@
 # Each round starts binary A, runs every scenario against it, stops it, then does the same with
 # B (the order flips every round). The proxy runs pinned to CPU 1, the load generator and the
 # backends to CPU 0, as in bench/compare.sh, whose scenario names and counts this uses. Prints the
-# median of each figure per binary and B/A. Loopback only; everything started is stopped by PID.
+# median of each figure per binary and B/A. Loopback only, in a network namespace of the run's
+# own (bench/common.sh); everything started is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/common.sh
 source bench/common.sh
+ARGS=("$@")
 
 A=$1
 B=$2
@@ -27,6 +29,9 @@ done
 
 cargo build --quiet --release -p sniway-loadgen
 LOADGEN=target/release/sniway-loadgen
+# From here on, in a network namespace of the run's own: the fixed ports are private to it
+# (bench/common.sh). The build above needed the host's network.
+isolate_network "${ARGS[@]}"
 PORT=$SNIWAY_PORT
 OUT=$(mktemp -d /tmp/sniway-ab.XXXXXX)
 PIDS=()

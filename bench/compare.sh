@@ -14,12 +14,14 @@
 # then a table of medians, spread (min-max) and ratios (bench/summarize.py).
 #
 # Peers are installed from Debian's packages when missing (apt-get; nothing else is fetched).
-# Everything started here is stopped by PID on exit. Loopback only.
+# Everything started here is stopped by PID on exit. Loopback only, in a network namespace of
+# the run's own, so the fixed ports cannot clash with the host's (bench/common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 # shellcheck source=bench/common.sh
 source bench/common.sh
+ARGS=("$@")
 
 ROUNDS=5
 ONLY="direct,haproxy,nginx,sniproxy,sniway"
@@ -47,6 +49,38 @@ fi
 # Descriptors: the idle scenario holds ~9,900 relayed connections; a proxy needs two each.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+has() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+want() { case ",$SCENARIOS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+# --- tools -------------------------------------------------------------------------------------
+need=()
+has haproxy && ! command -v haproxy >/dev/null 2>&1 && need+=(haproxy)
+has nginx && ! [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] && need+=(nginx libnginx-mod-stream)
+has sniproxy && ! command -v sniproxy >/dev/null 2>&1 && need+=(sniproxy)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+want tls-handshake && ! command -v openssl >/dev/null 2>&1 && need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ "$SMOKE" = 1 ]; then
+  cargo build --quiet -p sniway -p sniway-loadgen
+  BIN=$ROOT/target/debug
+else
+  cargo build --quiet --release -p sniway -p sniway-loadgen
+  BIN=$ROOT/target/release
+fi
+LOADGEN=$BIN/sniway-loadgen
+
+# From here on, in a network namespace of the run's own: the fixed ports are private to it
+# (bench/common.sh). The packages and the build above needed the host's network.
+isolate_network "${ARGS[@]}"
+
 WORK=$(mktemp -d /tmp/sniway-bench.XXXXXX)
 [ -n "$OUT" ] || OUT=$WORK
 mkdir -p "$OUT"
@@ -64,32 +98,6 @@ cleanup() {
   if [ "$SMOKE" = 1 ] && [ "$OUT" = "$WORK" ]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
-
-has() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
-want() { case ",$SCENARIOS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
-
-# --- tools -------------------------------------------------------------------------------------
-need=()
-has haproxy && ! command -v haproxy >/dev/null 2>&1 && need+=(haproxy)
-has nginx && ! [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] && need+=(nginx libnginx-mod-stream)
-has sniproxy && ! command -v sniproxy >/dev/null 2>&1 && need+=(sniproxy)
-command -v taskset >/dev/null 2>&1 || need+=(util-linux)
-want tls-handshake && ! command -v openssl >/dev/null 2>&1 && need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}" >&2
-  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-
-if [ "$SMOKE" = 1 ]; then
-  cargo build --quiet -p sniway -p sniway-loadgen
-  BIN=$ROOT/target/debug
-else
-  cargo build --quiet --release -p sniway -p sniway-loadgen
-  BIN=$ROOT/target/release
-fi
-LOADGEN=$BIN/sniway-loadgen
 
 NCPU=$(nproc)
 if [ "$NCPU" -ge 2 ]; then
@@ -321,6 +329,7 @@ pids_of() {
   has sniproxy && echo "sniproxy: $(sniproxy -V 2>&1 | head -1)"
   echo "sniway: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) --workers $WORKERS"
   echo "rounds: $ROUNDS"
+  echo "network: $BENCH_NETWORK"
 } | tee "$OUT/environment.txt" >&2
 
 # --- scenarios -----------------------------------------------------------------------------------

@@ -72,8 +72,8 @@ struct LogFields {
     /// The route, likewise.
     route: Option<Box<str>>,
     sni: Option<Box<str>>,
-    /// The client's ALPN offer, comma-separated.
-    alpn: Option<Box<str>>,
+    /// The client's ALPN offer.
+    alpn: Vec<Vec<u8>>,
     endpoint: Option<SocketAddr>,
     hello: Option<Duration>,
     connect: Option<Duration>,
@@ -87,7 +87,7 @@ impl LogFields {
             listener: None,
             route: None,
             sni: None,
-            alpn: None,
+            alpn: Vec::new(),
             endpoint: None,
             hello: None,
             connect: None,
@@ -232,11 +232,7 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
     sock.metrics.hello_duration.observe(hello_time.as_secs_f64());
     if let Some(l) = &mut log {
         l.hello = Some(hello_time);
-        if !detected.hello.alpn.is_empty() {
-            let alpn: Vec<String> =
-                detected.hello.alpn.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
-            l.alpn = Some(alpn.join(",").into());
-        }
+        l.alpn = detected.hello.alpn.clone();
     }
     let (listener, route) = match lookup(sock, &detected, &mut log) {
         Ok(found) => found,
@@ -621,7 +617,7 @@ fn write_record(
         local: f.local,
         listener: path.map(|p| p.listener.as_str()).or(f.listener.as_deref()),
         sni: f.sni.as_deref(),
-        alpn: f.alpn.as_deref(),
+        alpn: &f.alpn,
         route: path.map(|p| p.route.as_str()).or(f.route.as_deref()),
         backend: path.map(|p| p.backend.as_str()).filter(|b| !b.is_empty()),
         endpoint: f.endpoint,

@@ -357,6 +357,9 @@ impl Proxy {
         let drained = tokio::time::timeout(drain, inner.permits.acquire_many(all)).await.is_ok();
         if drained {
             tracing::info!(open, "drained: every connection ended");
+            if let Some(log) = &inner.access_log {
+                log.flush(CUT_GRACE);
+            }
             return Drained { open, cut: 0 };
         }
         let cut = self.open_connections();

@@ -1,8 +1,11 @@
 //! The `sniway` binary's parts: the command line (`run`, `check`, `demo`), reading manifest
 //! files, and the demo's built-in TLS backends (also used by the end-to-end tests).
 
+pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod demo;
+pub mod limits;
 pub mod manifests;
 pub mod run;
+pub mod watch;

@@ -120,6 +120,11 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
         .collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
+        // A Kubernetes ConfigMap or Secret volume shows its files through `..data` and keeps them
+        // in a hidden `..<timestamp>` directory: walking those too would load everything twice.
+        if entry.file_name().to_string_lossy().starts_with("..") {
+            continue;
+        }
         let path = entry.path();
         if entry.file_type()?.is_dir() {
             walk(&path, files)?;

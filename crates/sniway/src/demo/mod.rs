@@ -7,6 +7,7 @@ pub mod client;
 pub mod pki;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,9 +68,12 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
         },
     );
     crate::run::report_conditions(&compiled.status_list());
-    let proxy = Proxy::bind(Arc::new(compiled.table), ProxyConfig::default())
-        .await
-        .context("starting the gateway (is something else on 127.0.0.1:8443?)")?;
+    let proxy = Proxy::new(ProxyConfig::default(), None);
+    for socket in proxy.install(Arc::new(compiled.table)) {
+        if let Err(e) = socket.bound {
+            anyhow::bail!("starting the gateway: {e} (is something else on {GATEWAY}?)");
+        }
+    }
     let gateway: SocketAddr = GATEWAY.parse()?;
 
     let dir = std::env::temp_dir().join("sniway-demo");
@@ -84,13 +88,6 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
     println!("            terminate for secure.example.com (the gateway's certificate)");
     println!();
 
-    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(proxy.run(
-        async {
-            let _ = shutdown_rx.await;
-        },
-        Duration::from_secs(5),
-    ));
 
     let ca = {
         use rustls::pki_types::{CertificateDer, pem::PemObject};
@@ -130,7 +127,7 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
     }
     println!();
     println!("Try it yourself (the gateway keeps serving until Ctrl-C):");
-    let ca = ca_path.display();
+    let ca = shell_word(&ca_path.to_string_lossy());
     println!("  curl --cacert {ca} https://foo.example.com:8443/ \\");
     println!("       --connect-to foo.example.com:8443:127.0.0.1:8443");
     println!("  curl --cacert {ca} https://secure.example.com:8443/ \\");
@@ -141,14 +138,79 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
     println!(
         "  openssl s_client -connect {GATEWAY} -servername nothing.example.com   # closed, no route"
     );
-    println!("  sniway check -f examples/demo/demo.yaml      # the status the gateway computed");
+    let manifests = manifests_path(&dir)?;
+    let check = match std::env::current_exe() {
+        Ok(exe) => runnable(&exe, std::env::current_dir().ok().as_deref()),
+        Err(_) => "sniway".into(),
+    };
+    println!(
+        "  {check} check -f {}   # the status the gateway computed",
+        shell_word(&manifests.to_string_lossy())
+    );
 
-    if args.once {
-        let _ = shutdown_tx.send(());
-    } else {
+    if !args.once {
         crate::run::shutdown_signal().await;
-        let _ = shutdown_tx.send(());
     }
-    served.await.context("gateway task")??;
+    proxy.shutdown(Duration::from_secs(5)).await;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The demo manifests for `sniway check -f`: the repository's copy when run from the checkout's
+/// root, otherwise the built-in copy written next to the CA certificate, so the printed command
+/// works from wherever the demo was started.
+fn manifests_path(dir: &Path) -> Result<PathBuf> {
+    let shipped = Path::new("examples/demo/demo.yaml");
+    if std::fs::read_to_string(shipped).is_ok_and(|text| text == DEMO_MANIFESTS) {
+        return Ok(shipped.to_path_buf());
+    }
+    let written = dir.join("demo.yaml");
+    std::fs::write(&written, DEMO_MANIFESTS)
+        .with_context(|| format!("writing {}", written.display()))?;
+    Ok(written)
+}
+
+/// How to run `exe` from `cwd` in a shell: `./target/release/sniway` when it is below the
+/// current directory, its absolute path otherwise. A newcomer who ran `cargo run` has no
+/// `sniway` on their PATH, so a bare `sniway` would not be found.
+pub fn runnable(exe: &Path, cwd: Option<&Path>) -> String {
+    let shown = match cwd.and_then(|c| exe.strip_prefix(c).ok()) {
+        Some(rel) if !rel.as_os_str().is_empty() => Path::new(".").join(rel),
+        _ => exe.to_path_buf(),
+    };
+    shell_word(&shown.to_string_lossy())
+}
+
+/// `s` as one shell word: unchanged when it has no special characters, single-quoted otherwise.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_below_the_current_directory_is_shown_relative_to_it() {
+        let exe = Path::new("/home/me/sniway/target/release/sniway");
+        assert_eq!(runnable(exe, Some(Path::new("/home/me/sniway"))), "./target/release/sniway");
+        assert_eq!(runnable(exe, Some(Path::new("/home/me/sniway/target"))), "./release/sniway");
+    }
+
+    #[test]
+    fn a_binary_elsewhere_is_shown_by_its_absolute_path() {
+        let exe = Path::new("/home/me/sniway/target/release/sniway");
+        assert_eq!(runnable(exe, Some(Path::new("/tmp"))), "/home/me/sniway/target/release/sniway");
+        assert_eq!(runnable(exe, Some(Path::new("/home/me/sniwayx"))), exe.to_str().unwrap());
+        assert_eq!(runnable(exe, None), exe.to_str().unwrap());
+    }
+
+    #[test]
+    fn paths_with_spaces_or_quotes_stay_one_shell_word() {
+        let exe = Path::new("/home/me/my projects/it's/sniway");
+        assert_eq!(runnable(exe, Some(Path::new("/"))), r"'./home/me/my projects/it'\''s/sniway'");
+    }
 }

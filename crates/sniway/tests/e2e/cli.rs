@@ -84,6 +84,14 @@ fn demo_shows_each_route_reaching_its_backend() {
     assert!(secure.contains("CN=secure.example.com"), "{stdout}");
     assert!(stdout.contains("closed by the gateway"), "{stdout}");
     assert!(stdout.contains("--connect-to foo.example.com:8443:127.0.0.1:8443"), "{stdout}");
+    // The `check` command it suggests works as printed, from where the demo ran: no `sniway` on
+    // the PATH is assumed.
+    let check = stdout.lines().find(|l| l.contains(" check -f ")).expect("a check command");
+    let words: Vec<&str> = check.split_whitespace().take_while(|w| *w != "#").collect();
+    assert_eq!(words[1..3], ["check", "-f"], "{check}");
+    let run = Command::new(words[0]).args(&words[1..]).output().unwrap();
+    assert!(run.status.success(), "{check}: {}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("secure.example.com"), "{check}");
 }
 
 /// Runs `sniway check -o json` with `args` and returns the parsed List.
