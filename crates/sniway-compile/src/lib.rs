@@ -35,6 +35,7 @@ mod compile;
 mod dump;
 mod gateway;
 mod load;
+pub mod policy;
 mod reference_grant;
 pub mod resources;
 mod route;
@@ -48,6 +49,7 @@ pub use certificate::{
 pub use compile::{CompileOptions, Compiled, compile};
 pub use dump::table_summary;
 pub use load::{Diagnostic, LoadError, LoadOptions, Loaded, Source, load};
+pub use policy::crds;
 pub use resources::Resources;
 pub use status::conditions::CONTROLLER_NAME;
 

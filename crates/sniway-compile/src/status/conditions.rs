@@ -1,7 +1,7 @@
 //! Condition types and reasons, in one home. Names and meanings follow Gateway API v1.6.1
 //! (`apis/v1/gateway_types.go`, `apis/v1/shared_types.go`); see section 5 of the digest.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The controller name sniway writes in `status.parents[].controllerName`.
 pub const CONTROLLER_NAME: &str = "sniway.io/gateway-controller";
@@ -133,7 +133,7 @@ impl Cond {
 }
 
 /// `metav1.Condition` as written to status.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type.
