@@ -23,6 +23,10 @@
 //! - v1alpha2 `rules[].matches[].snis` routes those SNIs to that rule's backends (an API server
 //!   would drop the field).
 //!
+//! Policies of group `sniway.io` ([`policy`]): `ListenerPolicy` attaches to Gateways and
+//! listeners (GEP-713) and fills each listener's `ListenerSettings`; its CRD is generated from
+//! the types ([`crds`]).
+//!
 //! File-mode choices: every Gateway is served whatever its class unless a class is given;
 //! Gateways sharing an (address, port) share a socket, and when two claim one hostname there the
 //! older keeps it (the other listener gets `PortUnavailable`).
@@ -36,6 +40,7 @@ mod dump;
 mod gateway;
 mod load;
 pub mod policy;
+mod policy_attach;
 mod reference_grant;
 pub mod resources;
 mod route;

@@ -79,6 +79,14 @@ pub mod reasons {
     pub const INVALID_KIND: &str = "InvalidKind";
     /// Route `ResolvedRefs=False`: the backend (or its port) does not exist.
     pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
+
+    // --- Policy ancestor (GEP-713 `PolicyConditionReason`) ---
+    /// Policy `Accepted=False`: the target does not exist (or is of a kind the policy cannot
+    /// target, or names a missing listener).
+    pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+    /// Policy `Accepted=False`: an older policy with an equally specific target takes fields
+    /// this policy sets.
+    pub const CONFLICTED: &str = "Conflicted";
 }
 
 /// A condition before it is stamped with generation and time.
