@@ -393,7 +393,8 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         let listeners = st
             .listeners
             .iter()
-            .map(|l| ListenerStatus {
+            .enumerate()
+            .map(|(li, l)| ListenerStatus {
                 name: l.spec.name.clone(),
                 supported_kinds: l
                     .supported_kinds
@@ -405,6 +406,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                     .collect(),
                 attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
                 conditions: stamp(l.conditions()),
+                sockets: if l.valid() { st.sockets(li) } else { vec![] },
             })
             .collect();
         gateway_statuses.push(ObjectStatus {

@@ -34,6 +34,7 @@
 
 pub mod api;
 mod backend;
+mod bind;
 mod certificate;
 mod compile;
 mod dump;
@@ -48,6 +49,7 @@ pub mod status;
 mod validate;
 
 pub use backend::SERVICE_NAME_LABEL;
+pub use bind::apply_bind_failures;
 pub use certificate::{
     TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, TLS_SECRET_TYPE, certificate_sets, load_certificate,
 };

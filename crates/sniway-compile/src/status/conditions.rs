@@ -37,6 +37,9 @@ pub mod reasons {
     pub const RESOLVED_REFS: &str = "ResolvedRefs";
     /// `Programmed=False`: the configuration is invalid or not served.
     pub const INVALID: &str = "Invalid";
+    /// Gateway and Listener `Programmed=False`: valid, but the data plane is not (yet) serving
+    /// it, e.g. its socket could not be bound.
+    pub const PENDING: &str = "Pending";
 
     // --- Gateway ---
     /// Gateway `Accepted`: some (True) or all (False) listeners are invalid.
