@@ -7,7 +7,8 @@
 //!    attached routes.
 //! 4. Table: per socket, listeners in precedence order; per listener, routes in precedence
 //!    order (`HostIndex::insert_first`: the first insert of a hostname wins).
-//! 5. Status: Gateway and route conditions (`status/`).
+//! 5. Status: Gateway and route conditions (`status/`); policy status comes from attaching
+//!    ListenerPolicies after step 2 (`policy_attach.rs`), their settings go into step 4.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +25,7 @@ use crate::GATEWAY_GROUP;
 use crate::backend::Backends;
 use crate::certificate::Certificates;
 use crate::gateway::{self, GatewayState, Served};
+use crate::policy::PolicyStatus;
 use crate::resources::{Meta, Object, Resources, TlsRoute};
 use crate::route;
 use crate::status::conditions::{CONTROLLER_NAME, Cond};
@@ -56,11 +58,13 @@ pub struct Compiled {
     pub gateways: Vec<ObjectStatus<GatewayStatus>>,
     /// Every TLSRoute, sorted by `namespace/name`.
     pub routes: Vec<ObjectStatus<RouteStatus>>,
+    /// Every ListenerPolicy, sorted by `namespace/name`.
+    pub policies: Vec<ObjectStatus<PolicyStatus>>,
 }
 
 impl Compiled {
-    /// A `v1` `List` of every Gateway and TLSRoute (input order: Gateways then TLSRoutes, each
-    /// sorted by namespace/name), each object echoed as given (apiVersion, kind, metadata with
+    /// A `v1` `List` of every Gateway, TLSRoute and ListenerPolicy (in that order, each sorted
+    /// by namespace/name), each object echoed as given (apiVersion, kind, metadata with
     /// namespace filled in, spec) plus `.status`, as `kubectl get -o yaml` would show it.
     pub fn status_list(&self) -> Value {
         let items: Vec<Value> = self
@@ -68,6 +72,7 @@ impl Compiled {
             .iter()
             .map(ObjectStatus::to_value)
             .chain(self.routes.iter().map(ObjectStatus::to_value))
+            .chain(self.policies.iter().map(ObjectStatus::to_value))
             .collect();
         serde_json::json!({
             "apiVersion": "v1",
@@ -80,7 +85,7 @@ impl Compiled {
 
 /// Oldest first: `creationTimestamp` (absent = as old as any other absent one), then
 /// `namespace/name` (Gateway API conflict resolution, e.g. `HTTPRoute` rule precedence).
-fn age(a: &Meta, b: &Meta) -> Ordering {
+pub(crate) fn age(a: &Meta, b: &Meta) -> Ordering {
     (&a.creation_timestamp, &a.namespace, &a.name).cmp(&(
         &b.creation_timestamp,
         &b.namespace,
@@ -137,6 +142,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
     let mut order: Vec<usize> = (0..states.len()).collect();
     order.sort_by(|&a, &b| age(&states[a].obj.meta, &states[b].obj.meta));
     gateway::assign_sockets(&mut states, &order);
+    let mut attached = crate::policy_attach::attach(res, &states, &by_key, &opts.now);
 
     // 3. Routes.
     let backends = Backends::new(res);
@@ -350,7 +356,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                 id,
                 hostname: l.hostname.clone(),
                 mode,
-                settings: sniway_model::ListenerSettings::default(),
+                settings: attached.settings.remove(&(g, li)).unwrap_or_default(),
                 routes,
             };
             let host = lt.hostname.clone();
@@ -387,7 +393,8 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         let listeners = st
             .listeners
             .iter()
-            .map(|l| ListenerStatus {
+            .enumerate()
+            .map(|(li, l)| ListenerStatus {
                 name: l.spec.name.clone(),
                 supported_kinds: l
                     .supported_kinds
@@ -399,6 +406,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                     .collect(),
                 attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
                 conditions: stamp(l.conditions()),
+                sockets: if l.valid() { st.sockets(li) } else { vec![] },
             })
             .collect();
         gateway_statuses.push(ObjectStatus {
@@ -412,5 +420,11 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         });
     }
 
-    Compiled { table, warnings, gateways: gateway_statuses, routes: route_statuses }
+    Compiled {
+        table,
+        warnings,
+        gateways: gateway_statuses,
+        routes: route_statuses,
+        policies: attached.statuses,
+    }
 }

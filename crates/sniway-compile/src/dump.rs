@@ -1,10 +1,11 @@
 //! A readable summary of a routing table, for `check` output, golden files and `/routes`.
 
 use serde_json::{Value, json};
-use sniway_model::{Backend, ListenerMode, RoutingTable};
+use sniway_model::{Backend, ListenerMode, ListenerSettings, RoutingTable};
 
 /// Per socket, listeners (most specific first) with hostname and mode (for Terminate, each
-/// certificate's source and DNS names, first = default; never key material); per listener,
+/// certificate's source and DNS names, first = default; never key material) and the settings
+/// policies gave it (`settings`, only when any is set); per listener,
 /// routes (most specific first) with hostname and backends (weight, then endpoints, DNS target
 /// or the reason it is invalid).
 pub fn table_summary(table: &RoutingTable) -> Value {
@@ -69,6 +70,10 @@ pub fn table_summary(table: &RoutingTable) -> Value {
                             })
                             .collect();
                         v["certificates"] = json!(certs);
+                    }
+                    if l.settings != ListenerSettings::default() {
+                        // Plain data with string keys: serializing cannot fail.
+                        v["settings"] = serde_json::to_value(&l.settings).unwrap_or(Value::Null);
                     }
                     v["routes"] = json!(routes);
                     v

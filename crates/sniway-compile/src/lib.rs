@@ -23,6 +23,10 @@
 //! - v1alpha2 `rules[].matches[].snis` routes those SNIs to that rule's backends (an API server
 //!   would drop the field).
 //!
+//! Policies of group `sniway.io` ([`policy`]): `ListenerPolicy` attaches to Gateways and
+//! listeners (GEP-713) and fills each listener's `ListenerSettings`; its CRD is generated from
+//! the types ([`crds`]).
+//!
 //! File-mode choices: every Gateway is served whatever its class unless a class is given;
 //! Gateways sharing an (address, port) share a socket, and when two claim one hostname there the
 //! older keeps it (the other listener gets `PortUnavailable`).
@@ -30,11 +34,14 @@
 
 pub mod api;
 mod backend;
+mod bind;
 mod certificate;
 mod compile;
 mod dump;
 mod gateway;
 mod load;
+pub mod policy;
+mod policy_attach;
 mod reference_grant;
 pub mod resources;
 mod route;
@@ -42,12 +49,14 @@ pub mod status;
 mod validate;
 
 pub use backend::SERVICE_NAME_LABEL;
+pub use bind::apply_bind_failures;
 pub use certificate::{
     TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, TLS_SECRET_TYPE, certificate_sets, load_certificate,
 };
 pub use compile::{CompileOptions, Compiled, compile};
 pub use dump::table_summary;
 pub use load::{Diagnostic, LoadError, LoadOptions, Loaded, Source, load};
+pub use policy::crds;
 pub use resources::Resources;
 pub use status::conditions::CONTROLLER_NAME;
 

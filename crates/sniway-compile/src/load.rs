@@ -18,6 +18,7 @@ use crate::api::{
     Document, EndpointSliceDocument, GatewayClassSpec, GatewaySpec, ReferenceGrantSpec,
     SecretDocument, ServiceSpec, TlsRouteSpec,
 };
+use crate::policy::ListenerPolicySpec;
 use crate::resources::{EndpointSlice, Meta, Object, Resources, RouteVersion, Secret, TlsRoute};
 use crate::validate::{self, Findings};
 use crate::{GATEWAY_GROUP, api::ObjectMeta};
@@ -233,6 +234,9 @@ impl Loader<'_> {
             (GATEWAY_GROUP, "ReferenceGrant") => matches!(version.as_str(), "v1" | "v1beta1"),
             ("", "Service" | "Namespace" | "Secret") => version == "v1",
             ("discovery.k8s.io", "EndpointSlice") => version == "v1",
+            (crate::policy::POLICY_GROUP, "ListenerPolicy") => {
+                version == crate::policy::POLICY_VERSION
+            }
             _ => false,
         };
 
@@ -260,18 +264,21 @@ impl Loader<'_> {
         let cx = Ctx { source, object };
 
         if !known {
-            let msg = if matches!(group.as_str(), GATEWAY_GROUP | "" | "discovery.k8s.io")
-                && matches!(
-                    kind.as_str(),
-                    "GatewayClass"
-                        | "Gateway"
-                        | "TLSRoute"
-                        | "ReferenceGrant"
-                        | "Service"
-                        | "Namespace"
-                        | "Secret"
-                        | "EndpointSlice"
-                ) {
+            let msg = if matches!(
+                group.as_str(),
+                GATEWAY_GROUP | "" | "discovery.k8s.io" | crate::policy::POLICY_GROUP
+            ) && matches!(
+                kind.as_str(),
+                "GatewayClass"
+                    | "Gateway"
+                    | "TLSRoute"
+                    | "ReferenceGrant"
+                    | "Service"
+                    | "Namespace"
+                    | "Secret"
+                    | "EndpointSlice"
+                    | "ListenerPolicy"
+            ) {
                 format!("apiVersion {api_version} of {kind} is not read by sniway; object ignored")
             } else {
                 format!("kind {kind} ({api_version}) is not read by sniway; object ignored")
@@ -365,6 +372,24 @@ impl Loader<'_> {
                     api_version,
                     meta,
                     spec: TlsRoute { version, spec },
+                    raw,
+                    source: src,
+                });
+            }
+            "ListenerPolicy" => {
+                let raw = value.clone();
+                let Some(doc) = self.typed::<Document<ListenerPolicySpec>>(&cx, value) else {
+                    return;
+                };
+                let Some(spec) = self.required_spec(&cx, doc.spec) else { return };
+                let mut f = Findings::default();
+                validate::listener_policy(&spec, &mut f);
+                self.findings(&cx, f);
+                let meta = meta_of(&doc.metadata, name, namespace);
+                self.res.listener_policies.push(Object {
+                    api_version,
+                    meta,
+                    spec,
                     raw,
                     source: src,
                 });

@@ -10,6 +10,7 @@ use crate::api::{
     Endpoint, EndpointPort, GatewayClassSpec, GatewaySpec, ReferenceGrantSpec, ServiceSpec,
     TlsRouteSpec,
 };
+use crate::policy::ListenerPolicySpec;
 
 /// The metadata compile uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,4 +130,6 @@ pub struct Resources {
     pub namespaces: Vec<Object<()>>,
     /// Secrets (for TLS termination, a later feature).
     pub secrets: Vec<Object<Secret>>,
+    /// ListenerPolicies (`sniway.io/v1alpha1`).
+    pub listener_policies: Vec<Object<ListenerPolicySpec>>,
 }

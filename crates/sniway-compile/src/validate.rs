@@ -10,6 +10,7 @@ use crate::api::{
     AllowedRoutes, BackendRef, EndpointSliceDocument, GatewayClassSpec, GatewaySpec, LabelSelector,
     ParentReference, ReferenceGrantSpec, ServiceSpec, TlsRouteSpec,
 };
+use crate::policy::ListenerPolicySpec;
 use crate::resources::RouteVersion;
 
 /// Collected `(path, message)` findings for one object.
@@ -546,6 +547,30 @@ fn backend_ref(b: &BackendRef, p: &str, f: &mut Findings) {
 }
 
 // === ReferenceGrant ===
+
+// === ListenerPolicy (sniway.io/v1alpha1, deploy/crds) ===
+
+/// What the generated CRD schema rejects beyond types and duration patterns (which the types
+/// check while deserializing): 1..16 targetRefs, each a Gateway API
+/// `LocalPolicyTargetReferenceWithSectionName`.
+pub(crate) fn listener_policy(spec: &ListenerPolicySpec, f: &mut Findings) {
+    check_len(f, "spec.targetRefs", &spec.target_refs, 1, 16);
+    for (i, t) in spec.target_refs.iter().enumerate() {
+        let p = format!("spec.targetRefs[{i}]");
+        if !is_group(&t.group) {
+            f.err(format!("{p}.group"), format!("{:?} is not a valid API group", t.group));
+        }
+        if !is_kind(&t.kind) {
+            f.err(format!("{p}.kind"), format!("{:?} is not a valid kind", t.kind));
+        }
+        check_object_ref_name(f, format!("{p}.name"), &t.name);
+        if let Some(s) = &t.section_name
+            && !is_section_name(s)
+        {
+            f.err(format!("{p}.sectionName"), format!("{s:?} is not a valid section name"));
+        }
+    }
+}
 
 pub(crate) fn reference_grant(spec: &ReferenceGrantSpec, f: &mut Findings) {
     check_len(f, "spec.from", &spec.from, 1, 16);

@@ -163,3 +163,39 @@ fn passthrough_and_terminate_listeners_share_a_socket_and_route_by_sni() {
     assert_eq!(mode("b.example.com"), "Terminate");
     assert_eq!(mode("c.example.com"), "none");
 }
+
+#[test]
+fn a_listener_policy_sets_the_served_listener_and_is_listed_after_the_routes() {
+    let text = format!(
+        "{}{ROUTE}---\napiVersion: sniway.io/v1alpha1\nkind: ListenerPolicy\nmetadata: {{name: p}}\n\
+         spec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: a, \
+         sectionName: tls}}]\n  timeouts: {{idle: 2m}}\n  limits: {{connectionsPerClient: 8}}\n",
+        gateway("a", "sniway", "")
+    );
+    let c = build(&text, None);
+    let l = &c.table.sockets[0].listeners.entries()[0].1;
+    assert_eq!(l.settings.idle_timeout, Some(std::time::Duration::from_secs(120)));
+    assert_eq!(l.settings.max_connections_per_client, Some(8));
+    assert_eq!(l.settings.hello_timeout, None);
+    let list = c.status_list();
+    let kinds: Vec<&str> =
+        list["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Gateway", "TLSRoute", "ListenerPolicy"]);
+    let ancestor = &list["items"][2]["status"]["ancestors"][0];
+    assert_eq!(ancestor["ancestorRef"]["sectionName"], "tls");
+    assert_eq!(ancestor["conditions"][0]["reason"], "Accepted");
+}
+
+#[test]
+fn a_listener_policy_on_a_gateway_of_another_class_finds_no_target() {
+    let text = format!(
+        "{}apiVersion: sniway.io/v1alpha1\nkind: ListenerPolicy\nmetadata: {{name: p}}\n\
+         spec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: a}}]\n",
+        gateway("a", "other", "")
+    );
+    let c = build(&text, Some("sniway"));
+    let st = c.policies[0].status.as_ref().unwrap();
+    let cond = &st.ancestors[0].conditions[0];
+    assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("False", "TargetNotFound"));
+    assert!(cond.message.contains("not the served class"), "{}", cond.message);
+}

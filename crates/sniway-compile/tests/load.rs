@@ -252,3 +252,92 @@ fn a_tls_secret_needs_both_keys_as_the_api_server_requires() {
     .unwrap();
     try_load("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: Opaque\n").unwrap();
 }
+
+// === ListenerPolicy ===
+
+fn policy(spec: &str) -> String {
+    format!(
+        "apiVersion: sniway.io/v1alpha1\nkind: ListenerPolicy\nmetadata: {{name: edge}}\nspec:\n{spec}"
+    )
+}
+
+const TARGET: &str =
+    "  targetRefs:\n  - {group: gateway.networking.k8s.io, kind: Gateway, name: gw}\n";
+
+#[test]
+fn a_listener_policy_loads_with_its_durations_and_limits() {
+    let text = policy(&format!(
+        "{TARGET}  timeouts: {{hello: 500ms, idle: 1h30m}}\n  keepalive: {{idle: 2m, count: 5}}\n  \
+         limits: {{connections: 100}}\n"
+    ));
+    let loaded = try_load(&text).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let p = &loaded.resources.listener_policies[0];
+    assert_eq!(p.meta.key(), "default/edge");
+    let t = p.spec.timeouts.as_ref().unwrap();
+    assert_eq!(t.hello.unwrap().0, std::time::Duration::from_millis(500));
+    assert_eq!(t.idle.unwrap().0, std::time::Duration::from_secs(5400));
+    assert_eq!(p.spec.keepalive.as_ref().unwrap().count, Some(5));
+    assert_eq!(p.spec.limits.as_ref().unwrap().connections, Some(100));
+    assert_eq!(p.raw["metadata"]["namespace"], "default");
+}
+
+#[test]
+fn a_listener_policy_with_a_bad_duration_is_rejected_naming_the_field() {
+    let e = errors(&policy(&format!("{TARGET}  timeouts: {{idle: 1.5s}}\n")));
+    assert!(e.starts_with("x.yaml: ListenerPolicy default/edge: spec.timeouts.idle: "), "{e}");
+    assert!(e.contains("\"1.5s\" is not a Gateway API duration"), "{e}");
+}
+
+#[test]
+fn a_listener_policy_with_a_wrong_type_is_rejected_naming_the_field() {
+    let e = errors(&policy(&format!("{TARGET}  limits: {{connections: -1}}\n")));
+    assert!(e.contains("ListenerPolicy default/edge: spec.limits.connections: "), "{e}");
+    let e = errors(&policy(&format!("{TARGET}  keepalive: {{count: many}}\n")));
+    assert!(e.contains("spec.keepalive.count: "), "{e}");
+}
+
+#[test]
+fn a_listener_policy_needs_one_to_sixteen_target_refs() {
+    let e = errors(&policy("  targetRefs: []\n"));
+    assert!(e.contains("spec.targetRefs: must have 1 to 16 entries, found 0"), "{e}");
+    let many: String = (0..17)
+        .map(|i| format!("  - {{group: gateway.networking.k8s.io, kind: Gateway, name: g{i}}}\n"))
+        .collect();
+    let e = errors(&policy(&format!("  targetRefs:\n{many}")));
+    assert!(e.contains("spec.targetRefs: must have 1 to 16 entries, found 17"), "{e}");
+    let e = errors(&policy("  timeouts: {idle: 1s}\n"));
+    assert!(e.contains("ListenerPolicy default/edge: spec: missing field `targetRefs`"), "{e}");
+}
+
+#[test]
+fn a_listener_policy_target_with_an_invalid_section_name_is_rejected() {
+    let e = errors(&policy(
+        "  targetRefs:\n  - {group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: Bad_Name}\n",
+    ));
+    assert!(e.contains("spec.targetRefs[0].sectionName: \"Bad_Name\" is not a valid"), "{e}");
+}
+
+#[test]
+fn unknown_listener_policy_fields_are_warnings_naming_their_path() {
+    let text =
+        policy(&format!("{TARGET}  proxyProtocol: {{mode: Off}}\n  timeouts: {{helo: 1s}}\n"));
+    let loaded = try_load(&text).unwrap();
+    assert_eq!(
+        loaded.warnings,
+        [
+            "x.yaml: ListenerPolicy default/edge: unknown field spec.proxyProtocol",
+            "x.yaml: ListenerPolicy default/edge: unknown field spec.timeouts.helo",
+        ]
+    );
+}
+
+#[test]
+fn another_version_of_listener_policy_is_ignored_with_a_warning() {
+    let text = policy(TARGET).replace("v1alpha1", "v1beta9");
+    let loaded = try_load(&text).unwrap();
+    assert!(loaded.resources.listener_policies.is_empty());
+    assert!(
+        loaded.warnings[0].contains("apiVersion sniway.io/v1beta9 of ListenerPolicy is not read")
+    );
+}

@@ -12,12 +12,14 @@
 //! table from Gateway API objects; `sniway-proxy` reads it.
 #![warn(missing_docs)]
 
+pub mod diff;
 pub mod hostname;
 pub mod index;
 pub mod settings;
 pub mod table;
 pub mod tls;
 
+pub use diff::{Changes, TableDiff, diff};
 pub use hostname::{HostPattern, Specificity, intersect, normalize};
 pub use index::HostIndex;
 pub use settings::ListenerSettings;

@@ -1,7 +1,7 @@
 //! Condition types and reasons, in one home. Names and meanings follow Gateway API v1.6.1
 //! (`apis/v1/gateway_types.go`, `apis/v1/shared_types.go`); see section 5 of the digest.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The controller name sniway writes in `status.parents[].controllerName`.
 pub const CONTROLLER_NAME: &str = "sniway.io/gateway-controller";
@@ -37,6 +37,9 @@ pub mod reasons {
     pub const RESOLVED_REFS: &str = "ResolvedRefs";
     /// `Programmed=False`: the configuration is invalid or not served.
     pub const INVALID: &str = "Invalid";
+    /// Gateway and Listener `Programmed=False`: valid, but the data plane is not (yet) serving
+    /// it, e.g. its socket could not be bound.
+    pub const PENDING: &str = "Pending";
 
     // --- Gateway ---
     /// Gateway `Accepted`: some (True) or all (False) listeners are invalid.
@@ -79,6 +82,14 @@ pub mod reasons {
     pub const INVALID_KIND: &str = "InvalidKind";
     /// Route `ResolvedRefs=False`: the backend (or its port) does not exist.
     pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
+
+    // --- Policy ancestor (GEP-713 `PolicyConditionReason`) ---
+    /// Policy `Accepted=False`: the target does not exist (or is of a kind the policy cannot
+    /// target, or names a missing listener).
+    pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+    /// Policy `Accepted=False`: an older policy with an equally specific target takes fields
+    /// this policy sets.
+    pub const CONFLICTED: &str = "Conflicted";
 }
 
 /// A condition before it is stamped with generation and time.
@@ -133,7 +144,7 @@ impl Cond {
 }
 
 /// `metav1.Condition` as written to status.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type.

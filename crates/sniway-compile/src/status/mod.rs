@@ -41,6 +41,10 @@ pub struct ListenerStatus {
     pub attached_routes: i32,
     /// `Accepted`, `Programmed`, `ResolvedRefs`, `Conflicted`.
     pub conditions: Vec<Condition>,
+    /// The sockets the listener is served on in the table (empty when not served); not part
+    /// of the Gateway API status, used to report bind failures (`apply_bind_failures`).
+    #[serde(skip)]
+    pub sockets: Vec<std::net::SocketAddr>,
 }
 
 /// `{group, kind}`.

@@ -1,0 +1,300 @@
+//! Policy kinds of group `sniway.io` (version `v1alpha1`): the knobs the Gateway API has no
+//! field for, attached the Gateway API way (GEP-713, direct policy attachment).
+//!
+//! The Rust types here are the source of the CRD YAML in `deploy/crds/` (see [`crate::crds`]);
+//! a test fails when the file no longer matches them. The loader reads the same types from
+//! manifests, and `compile` resolves them onto listeners (see `policy_attach.rs`).
+//!
+//! Implemented: `ListenerPolicy` with `targetRefs`, `timeouts`, `keepalive` and `limits`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::status::Condition;
+
+/// The policy API group.
+pub const POLICY_GROUP: &str = "sniway.io";
+/// The policy API version.
+pub const POLICY_VERSION: &str = "v1alpha1";
+/// The pattern of a Gateway API `Duration` (GEP-2257).
+pub const DURATION_PATTERN: &str = "^([0-9]{1,5}(h|m|s|ms)){1,4}$";
+
+/// A Gateway API duration string (GEP-2257): one to four `<number><unit>` parts, each number of
+/// at most 5 digits, units `h`, `m`, `s` or `ms` (`500ms`, `10s`, `1h30m`). Kept as the parsed
+/// [`Duration`]; written back in the largest whole unit (`90s` stays `90s`, `60s` becomes `1m`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct GatewayDuration(pub Duration);
+
+impl GatewayDuration {
+    /// Parses a Gateway API duration string; `None` when it does not match
+    /// [`DURATION_PATTERN`].
+    pub fn parse(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        let (mut i, mut parts, mut total) = (0, 0, Duration::ZERO);
+        while i < b.len() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            let digits = i - start;
+            if digits == 0 || digits > 5 {
+                return None;
+            }
+            let n: u64 = s[start..i].parse().ok()?;
+            let unit = match (b.get(i), b.get(i + 1)) {
+                (Some(b'm'), Some(b's')) => {
+                    i += 2;
+                    Duration::from_millis(n)
+                }
+                (Some(b'h'), _) => {
+                    i += 1;
+                    Duration::from_secs(n * 3600)
+                }
+                (Some(b'm'), _) => {
+                    i += 1;
+                    Duration::from_secs(n * 60)
+                }
+                (Some(b's'), _) => {
+                    i += 1;
+                    Duration::from_secs(n)
+                }
+                _ => return None,
+            };
+            total += unit;
+            parts += 1;
+        }
+        (parts >= 1 && parts <= 4).then_some(GatewayDuration(total))
+    }
+}
+
+impl fmt::Display for GatewayDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&sniway_model::settings::format_duration(self.0))
+    }
+}
+
+impl Serialize for GatewayDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewayDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        GatewayDuration::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a Gateway API duration (such as 500ms, 10s, 1h or 1h30m: up to 4 \
+                 parts of at most 5 digits and a unit h, m, s or ms)"
+            ))
+        })
+    }
+}
+
+impl JsonSchema for GatewayDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "GatewayDuration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "A Gateway API duration (GEP-2257), e.g. 500ms, 10s, 1h, 1h30m.",
+        })
+    }
+}
+
+/// `ListenerPolicy.spec`: what a listener does with its clients. Every setting is optional; an
+/// unset field takes the data plane's default (a flag of `sniway run`).
+#[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "sniway.io",
+    version = "v1alpha1",
+    kind = "ListenerPolicy",
+    plural = "listenerpolicies",
+    namespaced,
+    status = "PolicyStatus",
+    category = "sniway",
+    doc = "Timeouts, TCP keep-alive and connection limits of Gateway listeners (GEP-713 direct policy attachment)."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerPolicySpec {
+    /// The Gateways (optionally one listener each, by `sectionName`) in the policy's namespace
+    /// that this policy applies to; 1 to 16 entries.
+    #[schemars(length(min = 1, max = 16))]
+    pub target_refs: Vec<PolicyTargetReference>,
+    /// Timeouts of a connection on the listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<ListenerTimeouts>,
+    /// TCP keep-alive on client connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<Keepalive>,
+    /// Connection limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// `targetRefs[]`: Gateway API `LocalPolicyTargetReferenceWithSectionName`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTargetReference {
+    /// API group of the target (`gateway.networking.k8s.io`).
+    #[schemars(
+        length(max = 253),
+        pattern(r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub group: String,
+    /// Kind of the target (`Gateway`).
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"))]
+    pub kind: String,
+    /// Name of the target, in the policy's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// A listener name of the target Gateway; absent: every listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub section_name: Option<String>,
+}
+
+/// `spec.timeouts`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerTimeouts {
+    /// The whole ClientHello (and PROXY header), from accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello: Option<GatewayDuration>,
+    /// The TLS handshake of a Terminate listener, after the ClientHello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<GatewayDuration>,
+    /// No byte either way for this long ends the connection; `0s`: no idle timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<GatewayDuration>,
+    /// One side finished sending, the other silent this long; `0s`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_close: Option<GatewayDuration>,
+    /// Longest life of a connection from accept; `0s`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime: Option<GatewayDuration>,
+}
+
+/// `spec.keepalive`: TCP keep-alive on client connections.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Keepalive {
+    /// Idle time before the first probe; `0s` turns keep-alive off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<GatewayDuration>,
+    /// Time between probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<GatewayDuration>,
+    /// Unanswered probes before the connection is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+
+/// `spec.limits`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Connections open at once on the listener; 0: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u32>,
+    /// Connections open at once on the listener from one client address; 0: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_per_client: Option<u32>,
+}
+
+/// Status of a policy, as for Gateway API policies (`PolicyStatus`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// One entry per target (`targetRefs[]`), keyed by ancestorRef and controllerName.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+/// `status.ancestors[]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    /// The Gateway (and listener, with `sectionName`) this entry is about.
+    pub ancestor_ref: AncestorRef,
+    /// `sniway.io/gateway-controller`.
+    pub controller_name: String,
+    /// `Accepted`.
+    #[schemars(length(max = 8))]
+    pub conditions: Vec<Condition>,
+}
+
+/// A Gateway API `ParentReference` naming a policy's ancestor.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AncestorRef {
+    /// API group.
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace of the ancestor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the ancestor.
+    pub name: String,
+    /// Listener name, when the target named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+/// The CRD manifests of the policy kinds: `(file name, YAML)`, as `deploy/crds/` holds them.
+pub fn crds() -> Vec<(String, String)> {
+    use kube::CustomResourceExt;
+    let crd = ListenerPolicy::crd();
+    let name = format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural);
+    // Serializing a CustomResourceDefinition (plain data) cannot fail.
+    let yaml = serde_yaml_ng::to_string(&crd).unwrap_or_default();
+    vec![(name, yaml)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Option<Duration> {
+        GatewayDuration::parse(s).map(|d| d.0)
+    }
+
+    #[test]
+    fn gateway_api_durations_parse_into_their_sum() {
+        assert_eq!(d("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(d("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(d("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(d("1h1m1s1ms"), Some(Duration::from_millis(3_661_001)));
+        assert_eq!(d("0s"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn strings_outside_the_gateway_api_pattern_are_not_durations() {
+        for bad in ["", "10", "1.5s", "-1s", "123456s", "1d", "1h1m1s1ms1s", " 1s", "1S", "s"] {
+            assert_eq!(d(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_are_written_in_the_largest_whole_unit() {
+        let v = serde_json::to_value(GatewayDuration::parse("60s").unwrap()).unwrap();
+        assert_eq!(v, "1m");
+    }
+}
