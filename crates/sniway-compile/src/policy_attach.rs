@@ -26,6 +26,12 @@ use crate::compile::age;
 use crate::gateway::GatewayState;
 use crate::policy::{AncestorRef, ListenerPolicySpec, PolicyAncestorStatus, PolicyStatus};
 use crate::resources::{Object, Resources};
+
+/// Where a targetRef leads: (Gateway, listeners reached), or why it leads nowhere.
+type Target = Result<(usize, Vec<usize>), String>;
+
+/// A field a policy lost on a listener: (field, listener, the winning policy).
+type Lost = (&'static str, String, String);
 use crate::status::ObjectStatus;
 use crate::status::conditions::{CONTROLLER_NAME, Cond, reasons, types};
 
@@ -110,7 +116,7 @@ pub(crate) fn attach(
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
 
     // targetRef -> Ok(gateway, listeners reached) or Err(why not found).
-    let mut resolved: Vec<Vec<Result<(usize, Vec<usize>), String>>> = Vec::new();
+    let mut resolved: Vec<Vec<Target>> = Vec::new();
     let mut hits: BTreeMap<(usize, usize), Vec<Hit>> = BTreeMap::new();
     for (pi, p) in policies.iter().enumerate() {
         let ns = p.meta.namespace.as_str();
@@ -134,7 +140,7 @@ pub(crate) fn attach(
     // Field by field per listener: most specific, then oldest.
     let mut settings = BTreeMap::new();
     // (policy, target) -> [(field, listener, winner)]
-    let mut lost: BTreeMap<(usize, usize), Vec<(&'static str, String, String)>> = BTreeMap::new();
+    let mut lost: BTreeMap<(usize, usize), Vec<Lost>> = BTreeMap::new();
     // (policy, target) that took at least one field somewhere.
     let mut won = std::collections::BTreeSet::new();
     for (&(g, li), hs) in &hits {

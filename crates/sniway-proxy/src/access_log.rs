@@ -18,7 +18,6 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-
 /// The line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

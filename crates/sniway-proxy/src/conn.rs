@@ -31,8 +31,8 @@ use crate::live::{
     BackendGuard, Found, Installed, ListenerGuard, LiveListener, LiveRoute, LiveSocket, Mode,
 };
 use crate::metrics::{
-    HandshakeLabels, LimitLabels, ListenerReasonLabels, PathLabels, PathMetrics,
-    PathReasonLabels, SocketReasonLabels,
+    HandshakeLabels, LimitLabels, ListenerReasonLabels, PathLabels, PathMetrics, PathReasonLabels,
+    SocketReasonLabels,
 };
 use crate::relay::{self, Replay, Transferred};
 use crate::terminate::{self, Prefixed};
@@ -141,7 +141,9 @@ pub(crate) fn serve(accepted: Accepted, inner: Arc<Inner>) -> impl Future<Output
 /// A connection's relay, boxed: as large as its own state only.
 type Relay = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A connection ready to relay.
+/// A connection ready to relay. Short-lived: it is moved into the relay's box at once, so the
+/// passthrough variant is not boxed on its own (that would be one more allocation per connection).
+#[allow(clippy::large_enum_variant)]
 enum Ready {
     Passthrough(Passthrough),
     Terminate(Box<Terminated>),
@@ -274,7 +276,8 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
                 Ok(c) => c,
                 Err(e) => return routed.fail(backend.path(), &e, log),
             };
-            let session = Session { start, _permit: permit, _listener: listener_guard, backend, log };
+            let session =
+                Session { start, _permit: permit, _listener: listener_guard, backend, log };
             let replay = Replay { buf: buffered, sent };
             Some(Ready::Passthrough(Passthrough {
                 client: stream,
@@ -299,7 +302,8 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
             }
             let t = Box::pin(routed.terminate(stream, detected, config, log)).await?;
             let (tls, backend_stream, backend, log) = t;
-            let session = Session { start, _permit: permit, _listener: listener_guard, backend, log };
+            let session =
+                Session { start, _permit: permit, _listener: listener_guard, backend, log };
             Some(Ready::Terminate(Box::new(Terminated {
                 tls,
                 backend: backend_stream,
@@ -388,12 +392,8 @@ impl Routed<'_> {
     ) -> Result<Connected, ConnError> {
         let started = Instant::now();
         let b = backend.backend();
-        let target = self
-            .route
-            .backends
-            .iter()
-            .find(|lb| Arc::ptr_eq(&lb.state, b))
-            .map(|lb| &lb.target);
+        let target =
+            self.route.backends.iter().find(|lb| Arc::ptr_eq(&lb.state, b)).map(|lb| &lb.target);
         let Some(target) = target else {
             return Err(ConnError::NoEndpoints { backend: b.name.clone() });
         };
@@ -532,8 +532,11 @@ fn limited(
 ) {
     let listener_label = listener.map(|l| l.label.clone()).unwrap_or_default();
     tracing::debug!(%address, listener = %listener_label, limit = limit.as_str(), "limit reached; closed");
-    let labels =
-        LimitLabels { address: address.to_string(), listener: listener_label, limit: limit.as_str() };
+    let labels = LimitLabels {
+        address: address.to_string(),
+        listener: listener_label,
+        limit: limit.as_str(),
+    };
     inner.metrics.limited.get_or_create(&labels).inc();
     let reason = ConnError::Limit(limit).reason();
     write_log(inner, log, start, Transferred::default(), reason, "gateway");
@@ -567,7 +570,9 @@ fn finish(inner: &Inner, session: &Session, t: Transferred, result: Result<(), C
     path.duration.observe(session.start.elapsed().as_secs_f64());
     let Transferred { client_to_backend: up, backend_to_client: down, .. } = t;
     match &result {
-        Ok(()) => tracing::debug!(backend = %path.labels.backend, up, down, ended_by = by, "closed"),
+        Ok(()) => {
+            tracing::debug!(backend = %path.labels.backend, up, down, ended_by = by, "closed")
+        }
         Err(e) => tracing::debug!(
             backend = %path.labels.backend, up, down, reason, side = e.side().as_str(),
             error = %e, "relay ended"

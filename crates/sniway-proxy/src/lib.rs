@@ -217,12 +217,8 @@ impl Proxy {
         let metrics = Metrics::new();
         metrics.max.set(i64::try_from(max).unwrap_or(i64::MAX));
         let registry = live::Registry::default();
-        let empty = live::Installed::build(
-            Arc::new(RoutingTable::default()),
-            &config,
-            &metrics,
-            &registry,
-        );
+        let empty =
+            live::Installed::build(Arc::new(RoutingTable::default()), &config, &metrics, &registry);
         let (cut, _) = watch::channel(false);
         Proxy {
             inner: Arc::new(Inner {
@@ -313,7 +309,11 @@ impl Proxy {
             .into_iter()
             .filter_map(|s| s.bound.err().map(|e| format!("{}: {e}", s.configured)))
             .collect();
-        if failed.is_empty() { Ok(()) } else { Err(format!("not listening on {}", failed.join("; "))) }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("not listening on {}", failed.join("; ")))
+        }
     }
 
     /// Connections open now, in every phase.

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use sniway_model::{
-    Backend, HostIndex, ListenerId, ListenerMode, ListenerSettings, ListenerTable, Route,
-    RouteId, RoutingTable, SocketTable, normalize,
+    Backend, HostIndex, ListenerId, ListenerMode, ListenerSettings, ListenerTable, Route, RouteId,
+    RoutingTable, SocketTable, normalize,
 };
 
 use crate::metrics::{BackendMetrics, Metrics, PathLabels, PathMetrics, SocketMetrics};
@@ -91,7 +91,8 @@ impl LiveSocket {
         let mut hello_timeout = None::<Duration>;
         for (host, l) in s.listeners.entries() {
             let live = LiveListener::build(l, config, metrics, registry);
-            hello_timeout = Some(hello_timeout.map_or(live.hello_timeout, |h| h.max(live.hello_timeout)));
+            hello_timeout =
+                Some(hello_timeout.map_or(live.hello_timeout, |h| h.max(live.hello_timeout)));
             listeners.insert_first(host.as_ref(), Arc::new(live));
         }
         LiveSocket {
@@ -176,12 +177,8 @@ impl LiveListener {
             max_connections,
             max_connections_per_client,
         } = l.settings.clone();
-        let keepalive = merge_keepalive(
-            config.keepalive,
-            keepalive_idle,
-            keepalive_interval,
-            keepalive_count,
-        );
+        let keepalive =
+            merge_keepalive(config.keepalive, keepalive_idle, keepalive_interval, keepalive_count);
         let mode = match &l.mode {
             ListenerMode::Passthrough => Mode::Passthrough,
             ListenerMode::Terminate(cfg) => Mode::Terminate(
@@ -198,7 +195,10 @@ impl LiveListener {
         };
         let mut routes = HostIndex::new();
         for (host, r) in l.routes.entries() {
-            routes.insert_first(host.as_ref(), Arc::new(LiveRoute::build(&label, r, metrics, registry)));
+            routes.insert_first(
+                host.as_ref(),
+                Arc::new(LiveRoute::build(&label, r, metrics, registry)),
+            );
         }
         LiveListener {
             state: registry.listener(&l.id),
@@ -262,7 +262,9 @@ impl LiveRoute {
                 let name = wb.backend.name();
                 let target = match &wb.backend {
                     Backend::Endpoints { addrs, .. } => Target::Endpoints(addrs.clone()),
-                    Backend::Dns { host, port, .. } => Target::Dns { host: host.clone(), port: *port },
+                    Backend::Dns { host, port, .. } => {
+                        Target::Dns { host: host.clone(), port: *port }
+                    }
                     Backend::Invalid { reason, .. } => Target::Invalid(reason.clone()),
                 };
                 let labels = PathLabels {
@@ -386,7 +388,10 @@ impl Registry {
 
     /// Forgets state that no table or connection uses any more.
     fn prune(&self) {
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, w| w.strong_count() > 0);
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, w| w.strong_count() > 0);
         self.backends.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, w| w.strong_count() > 0);
     }
 }

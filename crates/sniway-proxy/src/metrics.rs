@@ -481,6 +481,11 @@ mod tests {
         }
         let declared = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         assert_eq!(declared, NAMES.len(), "{text}");
-        assert!(text.contains("sniway_connections_total{listener=\"ns/gw/l\",route=\"ns/r#0\",backend=\"b\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "sniway_connections_total{listener=\"ns/gw/l\",route=\"ns/r#0\",backend=\"b\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

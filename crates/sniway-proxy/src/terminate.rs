@@ -72,7 +72,9 @@ use crate::watchdog::Watchdog;
 
 /// The rustls configuration for a Terminate listener, built once per listener when a table is
 /// installed (never per connection).
-pub fn server_config(cfg: &Arc<TerminateConfig>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+pub fn server_config(
+    cfg: &Arc<TerminateConfig>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     Ok(Arc::new(build_server_config(cfg)?))
 }
 

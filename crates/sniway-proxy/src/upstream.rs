@@ -66,13 +66,17 @@ pub(crate) async fn connect(
     };
     let candidates: Vec<SocketAddr> = match target {
         Target::Invalid(reason) => {
-            return Err(ConnError::InvalidBackend { backend: name.clone(), reason: reason.clone() });
+            return Err(ConnError::InvalidBackend {
+                backend: name.clone(),
+                reason: reason.clone(),
+            });
         }
         Target::Endpoints(addrs) => {
             if addrs.is_empty() {
                 return Err(ConnError::NoEndpoints { backend: name.clone() });
             }
-            let first = state.cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % addrs.len();
+            let first =
+                state.cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % addrs.len();
             (0..addrs.len().min(MAX_ATTEMPTS)).map(|i| addrs[(first + i) % addrs.len()]).collect()
         }
         Target::Dns { host, port } => {

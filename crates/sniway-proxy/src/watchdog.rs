@@ -85,7 +85,13 @@ impl std::fmt::Debug for Watchdog {
 impl Watchdog {
     /// Watches `deadlines` from now, and `cut` when given.
     pub fn new(deadlines: Deadlines, cut: Option<Cut>) -> Watchdog {
-        Watchdog { deadlines, timer: None, cut, last_activity: Instant::now(), half_closed_at: None }
+        Watchdog {
+            deadlines,
+            timer: None,
+            cut,
+            last_activity: Instant::now(),
+            half_closed_at: None,
+        }
     }
 
     /// A watchdog that never fires.
@@ -131,11 +137,11 @@ impl Watchdog {
             // The timer fired at the deadline it was armed with; activity since may have moved
             // the real one.
             let now = Instant::now();
-            let (next, expired) = match next_of(&self.deadlines, self.last_activity, self.half_closed_at)
-            {
-                Some(n) => n,
-                None => return Poll::Pending,
-            };
+            let (next, expired) =
+                match next_of(&self.deadlines, self.last_activity, self.half_closed_at) {
+                    Some(n) => n,
+                    None => return Poll::Pending,
+                };
             if next <= now {
                 return Poll::Ready(expired);
             }
@@ -220,7 +226,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_maximum_lifetime_ends_even_a_busy_connection() {
         let start = Instant::now();
-        let d = Deadlines::new(Duration::from_secs(5), Duration::ZERO, Duration::from_secs(12), start);
+        let d =
+            Deadlines::new(Duration::from_secs(5), Duration::ZERO, Duration::from_secs(12), start);
         let mut w = Watchdog::new(d, None);
         for _ in 0..5 {
             assert_eq!(once(&mut w, true, false).await, None);

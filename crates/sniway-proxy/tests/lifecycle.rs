@@ -282,7 +282,10 @@ async fn installing_a_table_binds_new_sockets_and_keeps_the_others() {
     let b = echo_backend("b").await;
     let route = |name: &str, addr| mk_route("r", vec![mk_endpoints(name, &[addr])]);
     let one = Arc::new(RoutingTable {
-        sockets: vec![mk_socket("127.0.0.1:0", vec![mk_listener(None, vec![(None, route("a", a))])])],
+        sockets: vec![mk_socket(
+            "127.0.0.1:0",
+            vec![mk_listener(None, vec![(None, route("a", a))])],
+        )],
     });
     let p = start(one).await;
     // The same configured socket and a second one on another loopback address.
@@ -310,7 +313,10 @@ async fn a_port_in_use_fails_only_its_socket_and_readiness_says_which() {
     let e = echo_backend("e").await;
     let table = Arc::new(RoutingTable {
         sockets: vec![
-            mk_socket("127.0.0.1:0", vec![mk_listener(None, vec![(None, mk_route("r", vec![mk_endpoints("e", &[e])]))])]),
+            mk_socket(
+                "127.0.0.1:0",
+                vec![mk_listener(None, vec![(None, mk_route("r", vec![mk_endpoints("e", &[e])]))])],
+            ),
             mk_socket(&busy.to_string(), vec![]),
         ],
     });
@@ -405,7 +411,10 @@ async fn beyond_max_connections_new_clients_are_closed_at_once_and_no_socket_sta
     let e = echo_backend("e").await;
     let listener = || mk_listener(None, vec![(None, mk_route("r", vec![mk_endpoints("e", &[e])]))]);
     let table = Arc::new(RoutingTable {
-        sockets: vec![mk_socket("127.0.0.1:0", vec![listener()]), mk_socket("127.0.0.2:0", vec![listener()])],
+        sockets: vec![
+            mk_socket("127.0.0.1:0", vec![listener()]),
+            mk_socket("127.0.0.2:0", vec![listener()]),
+        ],
     });
     let config = ProxyConfig { max_connections: 1, ..Default::default() };
     let p = start_with(table, config, Duration::from_secs(1)).await;

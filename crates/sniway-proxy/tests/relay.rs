@@ -59,11 +59,10 @@ async fn a_replay_sent_whole_while_connecting_is_not_written_again() {
     let (mut client, proxy_client) = pair().await;
     let (proxy_backend, mut backend) = pair().await;
     let replay = Replay { buf: b"HELLO".to_vec(), sent: 5 };
-    let relaying =
-        tokio::spawn(async move {
-            let mut w = Watchdog::none();
-            relay::relay(&proxy_client, &proxy_backend, replay, &mut w, |_, _| {}).await
-        });
+    let relaying = tokio::spawn(async move {
+        let mut w = Watchdog::none();
+        relay::relay(&proxy_client, &proxy_backend, replay, &mut w, |_, _| {}).await
+    });
     client.write_all(b"x").await.expect("write");
     client.shutdown().await.expect("shutdown");
     assert_eq!(read_all(&mut backend).await, b"x");
@@ -81,8 +80,14 @@ async fn an_idle_relay_ends_at_its_idle_timeout_with_a_reset_to_both_sides() {
     let d = Deadlines::new(idle, Duration::ZERO, Duration::ZERO, tokio::time::Instant::now());
     let relaying = tokio::spawn(async move {
         let mut w = Watchdog::new(d, None);
-        relay::relay(&proxy_client, &proxy_backend, Replay { buf: Vec::new(), sent: 0 }, &mut w, |_, _| {})
-            .await
+        relay::relay(
+            &proxy_client,
+            &proxy_backend,
+            Replay { buf: Vec::new(), sent: 0 },
+            &mut w,
+            |_, _| {},
+        )
+        .await
     });
     client.write_all(b"ping").await.expect("write");
     let mut got = [0u8; 4];

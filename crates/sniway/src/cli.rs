@@ -16,6 +16,8 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the `run` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the Gateways in the given manifests.

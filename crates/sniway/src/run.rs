@@ -98,7 +98,11 @@ async fn serve(args: RunArgs) -> Result<ExitCode> {
     let input = args.input.clone();
     let first = compile_blocking(input.clone()).await?;
     let proxy = Proxy::new(proxy_config(&args), access_log(&args)?);
-    let live = Arc::new(Live { proxy: proxy.clone(), status: Mutex::new(Value::Null), reloads: Mutex::new(Reload::default()) });
+    let live = Arc::new(Live {
+        proxy: proxy.clone(),
+        status: Mutex::new(Value::Null),
+        reloads: Mutex::new(Reload::default()),
+    });
     let sockets = live.install(first);
     if sockets.is_empty() {
         tracing::info!(
@@ -121,7 +125,9 @@ async fn serve(args: RunArgs) -> Result<ExitCode> {
             Some(local)
         }
     };
-    event(json!({ "ready": { "admin": admin.map(|a| a.to_string()), "sockets": sockets_json(&sockets) } }));
+    event(
+        json!({ "ready": { "admin": admin.map(|a| a.to_string()), "sockets": sockets_json(&sockets) } }),
+    );
 
     let mut watcher = if args.no_watch || input.files.iter().all(|f| f.as_os_str() == "-") {
         None
@@ -187,7 +193,9 @@ fn sockets_json(sockets: &[SocketState]) -> Value {
         sockets
             .iter()
             .map(|s| match &s.bound {
-                Ok(local) => json!({ "address": s.configured.to_string(), "bound": local.to_string() }),
+                Ok(local) => {
+                    json!({ "address": s.configured.to_string(), "bound": local.to_string() })
+                }
                 Err(e) => json!({ "address": s.configured.to_string(), "error": e }),
             })
             .collect(),
@@ -240,7 +248,8 @@ impl Live {
         let (summary, sockets) = match result {
             Err(e) => {
                 tracing::error!(
-                    reload = attempt, cause = why,
+                    reload = attempt,
+                    cause = why,
                     "reload failed; the previous configuration keeps serving: {e:#}"
                 );
                 self.proxy.metrics().reload(false);
@@ -266,7 +275,9 @@ impl Live {
                 (summary, sockets)
             }
         };
-        event(json!({ "reloaded": { "attempt": attempt, "result": summary["result"], "sockets": sockets_json(&sockets) } }));
+        event(
+            json!({ "reloaded": { "attempt": attempt, "result": summary["result"], "sockets": sockets_json(&sockets) } }),
+        );
         self.reloads.lock().unwrap_or_else(|p| p.into_inner()).last = Some(summary);
     }
 }

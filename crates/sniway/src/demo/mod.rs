@@ -88,7 +88,6 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
     println!("            terminate for secure.example.com (the gateway's certificate)");
     println!();
 
-
     let ca = {
         use rustls::pki_types::{CertificateDer, pem::PemObject};
         CertificateDer::from_pem_slice(certs::CA.as_bytes())

@@ -58,18 +58,38 @@ fn check_names_the_file_object_and_field_of_an_invalid_manifest() {
     assert!(err.contains("spec.hostnames[0]"), "{err}");
 }
 
-#[test]
-fn run_without_anything_to_serve_explains_and_fails() {
-    let dir = TempDir::new("empty");
-    let file = dir.write(
-        "http.yaml",
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: web\nspec:\n  gatewayClassName: x\n  listeners:\n  - name: http\n    protocol: HTTP\n    port: 80\n",
-    );
-    let out = Command::new(bin()).args(["run", "-f"]).arg(&file).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nothing to serve"), "{err}");
-    assert!(err.contains("UnsupportedProtocol"), "{err}");
+#[tokio::test(flavor = "multi_thread")]
+async fn run_without_anything_to_serve_waits_and_serves_once_a_listener_appears() {
+    let http_only = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: web\nspec:\n  gatewayClassName: x\n  listeners:\n  - name: http\n    protocol: HTTP\n    port: 80\n";
+    let mut gw = Gateway::start(http_only, 80, &[]);
+    let log = gw.log();
+    assert_eq!(log.matches("nothing to serve yet").count(), 1, "{log}");
+    assert!(log.contains("UnsupportedProtocol"), "{log}");
+    assert_eq!(gw.get("/readyz").0, 200, "nothing to bind: ready");
+
+    // A listener appears in the file: the gateway reloads and serves it.
+    let backend = name_backend("app").await;
+    let port = free_port();
+    let manifests = [
+        passthrough_gateway("gw", port),
+        route("app", "gw", &["app.example.com"], &[("app", 1)]),
+        service("app", 443, backend),
+    ]
+    .concat();
+    std::fs::write(&gw.file, manifests).unwrap();
+    let reloaded = gw.wait_event("reloaded");
+    assert_eq!(reloaded["reloaded"]["result"], "success", "{reloaded}");
+    let addr: std::net::SocketAddr = reloaded["reloaded"]["sockets"][0]["bound"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not bound: {reloaded}"))
+        .parse()
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    s.write_all(&Tls::new().client_hello("app.example.com")).await.unwrap();
+    let (got, _) = read_all_until_closed(&mut s, std::time::Duration::from_secs(10)).await;
+    assert_eq!(got, b"app");
+    assert_eq!(gw.log().matches("nothing to serve yet").count(), 1, "said once");
 }
 
 #[test]

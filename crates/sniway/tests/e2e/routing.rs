@@ -143,7 +143,7 @@ async fn hostname_intersection_conformance_routes_and_rejects_as_the_suite_expec
         .replace("port: 18444", &format!("port: {}", two.port()));
     assert_eq!(manifests.matches(&format!("port: {port}\n")).count(), 4, "{manifests}");
     let gw = Gateway::start(&manifests, port, &[]);
-    let at = |host: u8| -> SocketAddr { format!("127.0.0.{host}:{port}").parse().unwrap() };
+    let at = |host: u8| -> SocketAddr { gw.at([127, 0, 0, host], port) };
     let cases = [
         (1, "abc.example.com", "tls-backend"),
         (2, "abc.example.com", "tls-backend"),

@@ -45,21 +45,38 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago. Another program may take it before the gateway
+/// binds it; [`Gateway::start`] then moves the listener to another one.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// How long the gateway may take to report ready.
+const READY: Duration = Duration::from_secs(30);
+
 /// A running `sniway run`; killed on drop.
 pub struct Gateway {
     child: Child,
+    /// The first listener's address (127.0.0.1 and the port asked for, or the one it moved to).
     pub addr: SocketAddr,
+    /// The admin endpoint.
+    pub admin: SocketAddr,
+    /// Ports asked for in the manifests -> ports served (they differ when one was taken).
+    ports: Vec<(u16, u16)>,
+    /// The manifest file, for edits.
+    pub file: PathBuf,
     log: Arc<Mutex<String>>,
-    _dir: TempDir,
+    stdout: Arc<Mutex<Vec<String>>>,
+    lines: std::sync::mpsc::Receiver<String>,
+    pending: Option<serde_json::Value>,
+    pub dir: TempDir,
 }
 
 impl Gateway {
-    /// Writes `manifests` to a file and serves them on 127.0.0.1, waiting until `port` listens.
+    /// Writes `manifests` to a file and serves them on 127.0.0.1 with an ephemeral admin port,
+    /// waiting for the gateway's ready line. `port` is the listener port `addr` names. A port
+    /// another program took in the meantime is moved to a free one (every `port: N` line of the
+    /// manifests), and the gateway started again.
     pub fn start(manifests: &str, port: u16, extra: &[&str]) -> Gateway {
         Self::start_with_env(manifests, port, extra, &[])
     }
@@ -71,18 +88,55 @@ impl Gateway {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Gateway {
-        let dir = TempDir::new("gw");
-        let file = dir.write("manifests.yaml", manifests);
+        let mut manifests = manifests.to_string();
+        let mut ports: Vec<(u16, u16)> = Vec::new();
+        for _attempt in 0..5 {
+            let dir = TempDir::new("gw");
+            let file = dir.write("manifests.yaml", &manifests);
+            let mut gw = Self::spawn(&file, extra, env, dir, port, ports.clone());
+            let ready = gw.wait_event("ready");
+            let taken: Vec<u16> = ready["ready"]["sockets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["error"].as_str().is_some_and(|e| e.contains("in use")))
+                .map(|s| s["address"].as_str().unwrap().parse::<SocketAddr>().unwrap().port())
+                .collect();
+            if taken.is_empty() {
+                gw.addr = SocketAddr::from(([127, 0, 0, 1], gw.port(port)));
+                return gw;
+            }
+            drop(gw);
+            for old in taken {
+                let new = free_port();
+                eprintln!("port {old} is taken by another program; the listener moves to {new}");
+                manifests = manifests.replace(&format!("port: {old}\n"), &format!("port: {new}\n"));
+                let asked = ports.iter().find(|(_, served)| *served == old).map_or(old, |p| p.0);
+                ports.retain(|(a, _)| *a != asked);
+                ports.push((asked, new));
+            }
+        }
+        panic!("no free ports for the gateway after 5 attempts");
+    }
+
+    fn spawn(
+        file: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        dir: TempDir,
+        port: u16,
+        ports: Vec<(u16, u16)>,
+    ) -> Gateway {
         let mut child = Command::new(bin())
             .arg("run")
             .arg("-f")
-            .arg(&file)
-            .args(["--bind-address", "127.0.0.1"])
+            .arg(file)
+            .args(["--bind-address", "127.0.0.1", "--admin-address", "127.0.0.1:0"])
             .args(extra)
             .env("SNIWAY_LOG", "debug")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn sniway");
@@ -96,25 +150,140 @@ impl Gateway {
                 l.push('\n');
             }
         });
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if log.lock().unwrap().contains(&format!("local={addr}")) {
-                break;
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let keep = stdout_lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("sniway exited with {status}:\n{}", log.lock().unwrap());
-            }
-            assert!(Instant::now() < deadline, "sniway did not listen:\n{}", log.lock().unwrap());
-            std::thread::sleep(Duration::from_millis(20));
+        });
+        let file = file.to_path_buf();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let admin = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut gw = Gateway {
+            child,
+            addr,
+            admin,
+            ports,
+            file,
+            log,
+            stdout: stdout_lines,
+            lines,
+            pending: None,
+            dir,
+        };
+        gw.admin = gw.admin_from_ready();
+        gw
+    }
+
+    /// Reads the admin address from the ready line (kept for `wait_event`).
+    fn admin_from_ready(&mut self) -> SocketAddr {
+        let ready = self.peek_event("ready");
+        ready["ready"]["admin"].as_str().expect("an admin address").parse().unwrap()
+    }
+
+    /// Waits for the next event line `{"<kind>": ...}` on standard output, skipping others.
+    pub fn wait_event(&mut self, kind: &str) -> serde_json::Value {
+        if let Some(v) = self.pending.take_if(|v| v.get(kind).is_some()) {
+            return v;
         }
-        Gateway { child, addr, log, _dir: dir }
+        let deadline = Instant::now() + READY;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v.get(kind).is_some()
+                    {
+                        return v;
+                    }
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!("sniway exited with {status}:\n{}", self.log());
+                    }
+                    panic!("no {kind} line from sniway within {READY:?}:\n{}", self.log());
+                }
+            }
+        }
+    }
+
+    /// Waits for an event and keeps it for the next `wait_event` of its kind.
+    fn peek_event(&mut self, kind: &str) -> serde_json::Value {
+        let v = self.wait_event(kind);
+        self.pending = Some(v.clone());
+        v
+    }
+
+    /// The port served for a port asked for in the manifests.
+    pub fn port(&self, asked: u16) -> u16 {
+        self.ports.iter().find(|(a, _)| *a == asked).map_or(asked, |p| p.1)
+    }
+
+    /// `ip` and the port served for `asked`.
+    pub fn at(&self, ip: [u8; 4], asked: u16) -> SocketAddr {
+        SocketAddr::from((ip, self.port(asked)))
     }
 
     /// Everything the gateway logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// Every line the gateway wrote to standard output so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, `INT`) to the gateway.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// Waits (bounded) for the gateway to exit and returns its status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "sniway still running:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `GET path` on the admin endpoint: (status code, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin, path)
+    }
+}
+
+/// A plain HTTP/1.1 GET with `Connection: close`, bounded in time: (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: sniway\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    // Bodies here are short and sent with Content-Length (no chunking).
+    (code, body.to_string())
 }
 
 impl Drop for Gateway {

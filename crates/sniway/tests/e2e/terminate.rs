@@ -214,7 +214,7 @@ async fn the_tls_routing_guide_example_passes_foo_through_and_terminates_bar() {
         .replace("9441", &foo.addr.port().to_string())
         .replace("9480", &bar.addr.port().to_string());
     let gw = Gateway::start(&manifests, terminate_port, &[]);
-    let passthrough = format!("127.0.0.1:{passthrough_port}").parse().unwrap();
+    let passthrough = gw.at([127, 0, 0, 1], passthrough_port);
     let answer = sniway::demo::client::https_get(
         passthrough,
         "foo.example.com",
@@ -231,7 +231,7 @@ async fn the_tls_routing_guide_example_passes_foo_through_and_terminates_bar() {
     use base64::Engine;
     let crt = base64::engine::general_purpose::STANDARD.decode(crt_b64).unwrap();
     let ca = work.write("bar.crt", std::str::from_utf8(&crt).unwrap());
-    let terminate_addr = format!("127.0.0.1:{terminate_port}").parse().unwrap();
+    let terminate_addr = gw.addr;
     let session = openssl_exchange(
         terminate_addr,
         "bar.example.com",
