@@ -1,6 +1,9 @@
 //! Shared helpers: run the real `sniway` binary on manifests, pick loopback ports, make real
 //! ClientHello bytes, plain TCP backends.
 
+// Shared by every test module; not every module uses every helper.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
