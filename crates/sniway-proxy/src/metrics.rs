@@ -245,8 +245,8 @@ impl Metrics {
         r.register(
             "sniway_hello_failures",
             "Connections closed before a route was chosen, by reason: timeout, not_tls, \
-             oversized, no_sni, invalid_sni, no_route, closed (the client left first), \
-             read_error",
+             malformed, oversized, no_sni, invalid_sni, no_route, closed (the client left \
+             first), read_error",
             m.hello_failures.clone(),
         );
         r.register_with_unit(
@@ -267,10 +267,10 @@ impl Metrics {
         );
         r.register(
             "sniway_connections_closed",
-            "Routed connections ended, by reason: completed (both sides finished), client_error, \
-             backend_error, idle_timeout, half_close_timeout, max_lifetime, drained, \
-             connect_failed, invalid_backend, no_endpoints, no_backend, limit_backend, \
-             tls_handshake, tls_handshake_timeout, tls_config",
+            "Routed connections ended, by reason: completed (both sides finished), client_io, \
+             backend_io, idle_timeout, half_close_timeout, max_lifetime, drained, connect, \
+             resolve, invalid_backend, no_endpoints, no_backend, limit_backend, tls_handshake, \
+             tls_handshake_timeout, no_certificate, tls_config",
             m.closed.clone(),
         );
         r.register_with_unit(
