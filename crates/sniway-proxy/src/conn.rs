@@ -255,15 +255,14 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
     if listener.keepalive != sock.keepalive {
         let _ = listener::set_keepalive(SockRef::from(&stream), listener.keepalive);
     }
-    // The table is not needed any more: a long-lived connection must not keep it alive.
-    drop(installed);
     let deadlines = Deadlines::new(
         listener.idle_timeout,
         listener.half_close_timeout,
         listener.max_lifetime,
         start,
     );
-    let routed = Routed { inner, listener: &listener, route: &route, start };
+    // The table (through `sock`) is kept until the relay starts, never by the relay.
+    let routed = Routed { inner, sock, listener: &listener, route: &route, start };
     match &listener.mode {
         Mode::Passthrough => {
             // Only the bytes are kept for the replay; the parsed hello is not needed any more.
@@ -350,6 +349,7 @@ fn lookup(
 /// A connection with its listener and route chosen.
 struct Routed<'a> {
     inner: &'a Inner,
+    sock: &'a LiveSocket,
     listener: &'a LiveListener,
     route: &'a LiveRoute,
     start: Instant,
@@ -373,7 +373,7 @@ impl Routed<'_> {
             Ok(g) => Some((g, log)),
             Err(limit) => {
                 let labels = LimitLabels {
-                    address: String::new(),
+                    address: self.sock.metrics.address.clone(),
                     listener: self.listener.label.clone(),
                     limit: limit.as_str(),
                 };
