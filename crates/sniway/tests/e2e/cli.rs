@@ -94,7 +94,9 @@ async fn run_without_anything_to_serve_waits_and_serves_once_a_listener_appears(
 
 #[test]
 fn demo_shows_each_route_reaching_its_backend() {
-    let out = Command::new(bin()).args(["demo", "--once"]).output().unwrap();
+    // The demo listens on its documented fixed ports (8443, 9441, 9442, 9480): in a network
+    // namespace of its own, so nothing else on the machine can hold them.
+    let out = in_own_network(bin()).args(["demo", "--once"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("foo answered foo.example.com"), "{stdout}");

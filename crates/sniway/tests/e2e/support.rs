@@ -22,6 +22,25 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sniway")
 }
 
+/// `program` to be run in a network namespace of its own (loopback only, up), so that fixed
+/// ports cannot collide with anything else on the machine. Uses util-linux `unshare` with a user
+/// namespace (no privilege needed where user namespaces are enabled) and iproute2 `ip`; both are
+/// installed by `scripts/test.sh`. Where neither works the command fails, and so does the test.
+pub fn in_own_network(program: &str) -> Command {
+    let mut c = Command::new("unshare");
+    c.args([
+        "--net",
+        "--map-root-user",
+        "--",
+        "sh",
+        "-c",
+        "ip link set lo up && exec \"$@\"",
+        "sh",
+    ]);
+    c.arg(program);
+    c
+}
+
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
