@@ -136,16 +136,23 @@ impl Route {
     /// Picks the backend for a connection, given a uniform random number in `0..total_weight()`.
     /// Weight-0 backends are never picked. `None` when the total weight is 0.
     pub fn pick(&self, roll: u64) -> Option<&WeightedBackend> {
-        let mut roll = roll;
-        for b in &self.backends {
-            let w = u64::from(b.weight);
-            if roll < w {
-                return Some(b);
-            }
-            roll -= w;
-        }
-        None
+        pick_weighted(self.backends.iter().map(|b| b.weight), roll).map(|i| &self.backends[i])
     }
+}
+
+/// The index chosen by a uniform `roll` in `0..sum(weights)`: each entry is chosen for `weight`
+/// consecutive values of the roll, so with probability weight/sum; weight-0 entries never.
+/// `None` when the roll is past the sum.
+pub fn pick_weighted(weights: impl IntoIterator<Item = u32>, roll: u64) -> Option<usize> {
+    let mut roll = roll;
+    for (i, w) in weights.into_iter().enumerate() {
+        let w = u64::from(w);
+        if roll < w {
+            return Some(i);
+        }
+        roll -= w;
+    }
+    None
 }
 
 /// A backend and its share of connections (Gateway API `weight`, default 1, 0 = no traffic).

@@ -232,6 +232,12 @@ fn alpn_protocol(p: &[u8]) -> String {
 /// RFC 3339 UTC with milliseconds: `2026-12-01T10:00:00.123Z`. Times before 1970 show as the
 /// epoch.
 pub fn rfc3339_millis(t: SystemTime) -> String {
+    rfc3339(t, true)
+}
+
+/// RFC 3339 UTC, with milliseconds or whole seconds (`2026-12-01T10:00:00Z`, as Kubernetes
+/// writes `lastTransitionTime`). Times before 1970 show as the epoch.
+pub fn rfc3339(t: SystemTime, millis: bool) -> String {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let days = (secs / 86_400) as i64;
@@ -246,13 +252,13 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    if millis {
+        let ms = since.subsec_millis();
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+    } else {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
+    }
 }
 
 /// The writer's buffer: lines are written in blocks of up to this many bytes.

@@ -165,10 +165,7 @@ impl Passthrough {
         let mut watchdog = Watchdog::new(deadlines, Some(cut));
         Box::pin(async move {
             let path = session.backend.path();
-            let meter = |up, down| {
-                path.received.inc_by(up);
-                path.sent.inc_by(down);
-            };
+            let meter = |up, down| path.moved(up, down);
             let (t, result) = relay::relay(&client, &backend, replay, &mut watchdog, meter).await;
             finish(&inner, &session, t, result);
         })
@@ -189,10 +186,7 @@ impl Terminated {
         let mut watchdog = Watchdog::new(deadlines, Some(cut));
         Box::pin(async move {
             let path = session.backend.path();
-            let meter = |up, down| {
-                path.received.inc_by(up);
-                path.sent.inc_by(down);
-            };
+            let meter = |up, down| path.moved(up, down);
             let (t, result) = terminate::relay(&mut tls, &mut backend, &mut watchdog, meter).await;
             if result.is_err() {
                 // Propagate the abort: closing with linger 0 sends RST instead of FIN.

@@ -290,15 +290,8 @@ impl LiveRoute {
 
     /// The backend for a uniform roll in `0..total_weight`; weight-0 backends are never picked.
     pub fn pick(&self, roll: u64) -> Option<&LiveBackend> {
-        let mut roll = roll;
-        for b in &self.backends {
-            let w = u64::from(b.weight);
-            if roll < w {
-                return Some(b);
-            }
-            roll -= w;
-        }
-        None
+        let weights = self.backends.iter().map(|b| b.weight);
+        sniway_model::table::pick_weighted(weights, roll).map(|i| &self.backends[i])
     }
 }
 

@@ -394,6 +394,12 @@ impl PathMetrics {
         })
     }
 
+    /// Counts bytes as they move: from the client, to the client.
+    pub fn moved(&self, from_client: u64, to_client: u64) {
+        self.received.inc_by(from_client);
+        self.sent.inc_by(to_client);
+    }
+
     /// Counts a routed connection's end.
     pub fn closed(&self, m: &Metrics, reason: &'static str) {
         let PathLabels { listener, route, backend } = self.labels.clone();

@@ -46,33 +46,7 @@ fn compile_sources(input: &Input, sources: Vec<Source>) -> Result<Compiled> {
 
 /// The current time as RFC 3339 UTC (`2026-11-21T10:00:00Z`), for `lastTransitionTime`.
 pub fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc3339(secs)
-}
-
-/// Formats seconds since the Unix epoch as RFC 3339 UTC (proleptic Gregorian calendar).
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    sniway_proxy::access_log::rfc3339(std::time::SystemTime::now(), false)
 }
 
 /// Reads every `-f` argument into sources; `-` is standard input. A directory without
@@ -157,9 +131,15 @@ mod tests {
 
     #[test]
     fn rfc3339_formats_utc_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_255_445), "2026-11-21T10:04:05Z");
+        let at = |secs| {
+            sniway_proxy::access_log::rfc3339(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+                false,
+            )
+        };
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_795_255_445), "2026-11-21T10:04:05Z");
     }
 
     #[test]
