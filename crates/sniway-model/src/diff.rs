@@ -9,7 +9,7 @@
 //! - A backend, by display name across every route, changed when its endpoints, DNS target or
 //!   invalid reason differ.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -90,7 +90,8 @@ impl TableDiff {
 struct Keyed<'t> {
     sockets: BTreeMap<SocketAddr, Vec<(ListenerId, Option<HostPattern>)>>,
     listeners: BTreeMap<ListenerId, &'t ListenerTable>,
-    routes: BTreeMap<RouteId, &'t Route>,
+    /// Each route with where it is attached: (listener, hostname it is indexed under).
+    routes: BTreeMap<RouteId, (&'t Route, BTreeSet<(ListenerId, Option<HostPattern>)>)>,
     backends: BTreeMap<String, &'t Backend>,
 }
 
@@ -106,8 +107,9 @@ fn keyed(t: &RoutingTable) -> Keyed<'_> {
         k.sockets.insert(s.addr, entries.iter().map(|(h, l)| (l.id.clone(), h.clone())).collect());
         for (_, l) in entries {
             k.listeners.entry(l.id.clone()).or_insert(l);
-            for (_, r) in l.routes.entries() {
-                k.routes.entry(r.id.clone()).or_insert(r);
+            for (host, r) in l.routes.entries() {
+                let (_, at) = k.routes.entry(r.id.clone()).or_insert((r, BTreeSet::new()));
+                at.insert((l.id.clone(), host));
                 for b in &r.backends {
                     k.backends.entry(b.backend.name().to_string()).or_insert(&b.backend);
                 }
@@ -164,7 +166,9 @@ pub fn diff(old: &RoutingTable, new: &RoutingTable) -> TableDiff {
     TableDiff {
         sockets: compare(&o.sockets, &n.sockets, |a, b| a == b),
         listeners: compare(&o.listeners, &n.listeners, |a, b| same_listener(a, b)),
-        routes: compare(&o.routes, &n.routes, |a, b| same_route(a, b)),
+        routes: compare(&o.routes, &n.routes, |(a, at_a), (b, at_b)| {
+            same_route(a, b) && at_a == at_b
+        }),
         backends: compare(&o.backends, &n.backends, |a, b| same_backend(a, b)),
     }
 }
@@ -359,6 +363,18 @@ mod tests {
         let d = diff(&base(), &new);
         assert_eq!(d.backends.changed, ["ns/a:443"]);
         assert!(d.routes.is_empty() && d.listeners.is_empty() && d.sockets.is_empty());
+    }
+
+    #[test]
+    fn a_route_moved_to_another_hostname_is_changed() {
+        let mut moved = HostIndex::new();
+        let r = route("a", vec![(1, endpoints("ns/a:443", &["10.0.0.1:443"]))]);
+        moved.insert_first(Some(&HostPattern::parse("a2.example.com")), r);
+        let mut l = listener("tls", ListenerMode::Passthrough, vec![]);
+        l.routes = moved;
+        let d = diff(&base(), &table(vec![("0.0.0.0:443", vec![l])]));
+        assert_eq!(d.routes.changed, [rid("a")]);
+        assert!(d.backends.is_empty() && d.listeners.is_empty());
     }
 
     #[test]

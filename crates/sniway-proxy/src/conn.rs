@@ -391,7 +391,7 @@ impl Routed<'_> {
         let Some(target) = target else {
             return Err(ConnError::NoEndpoints { backend: b.name.clone() });
         };
-        let c = upstream::connect(
+        let connected = upstream::connect(
             target,
             b,
             self.inner.config.connect_timeout,
@@ -399,7 +399,16 @@ impl Routed<'_> {
             self.listener.keepalive,
             &self.inner.metrics,
         )
-        .await?;
+        .await;
+        let c = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                if let (Some(l), ConnError::Connect { addr, .. }) = (log.as_mut(), &e) {
+                    l.endpoint = Some(*addr);
+                }
+                return Err(e);
+            }
+        };
         tracing::debug!(backend = %b.name, endpoint = %c.addr, "connected");
         if let Some(l) = log {
             l.endpoint = Some(c.addr);
@@ -471,7 +480,7 @@ impl Routed<'_> {
     /// A routed connection that ends before relaying, on the chosen backend's path.
     fn fail<T>(&self, path: &PathMetrics, e: &ConnError, log: Log) -> Option<T> {
         path.closed(&self.inner.metrics, e.reason());
-        self.end(e, log);
+        self.end(e, log, &path.labels);
         None
     }
 
@@ -480,17 +489,20 @@ impl Routed<'_> {
         let PathLabels { listener, route, backend } = self.route.unrouted.clone();
         let labels = PathReasonLabels { listener, route, backend, reason: e.reason() };
         self.inner.metrics.closed.get_or_create(&labels).inc();
-        self.end(e, log);
+        self.end(e, log, &self.route.unrouted);
         None
     }
 
-    fn end(&self, e: &ConnError, log: Log) {
+    fn end(&self, e: &ConnError, log: Log, path: &PathLabels) {
         let (reason, side) = (e.reason(), e.side());
         tracing::debug!(
             listener = %self.listener.label, route = %self.route.id, reason,
             side = side.as_str(), error = %e, "refused"
         );
-        write_log(self.inner, log, self.start, Transferred::default(), reason, ended_by(side));
+        if let Some(log) = log {
+            let t = Transferred::default();
+            write_record(self.inner, &log, Some(path), self.start, t, reason, ended_by(side));
+        }
     }
 }
 
