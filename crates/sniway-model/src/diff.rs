@@ -86,12 +86,15 @@ impl TableDiff {
     }
 }
 
+/// Where a route is attached: (listener, the hostname it is indexed under there).
+type Attachments = BTreeSet<(ListenerId, Option<HostPattern>)>;
+
 /// Everything of a table, keyed.
 struct Keyed<'t> {
     sockets: BTreeMap<SocketAddr, Vec<(ListenerId, Option<HostPattern>)>>,
     listeners: BTreeMap<ListenerId, &'t ListenerTable>,
-    /// Each route with where it is attached: (listener, hostname it is indexed under).
-    routes: BTreeMap<RouteId, (&'t Route, BTreeSet<(ListenerId, Option<HostPattern>)>)>,
+    /// Each route with where it is attached.
+    routes: BTreeMap<RouteId, (&'t Route, Attachments)>,
     backends: BTreeMap<String, &'t Backend>,
 }
 
