@@ -374,6 +374,8 @@ impl Default for Metrics {
 #[derive(Debug)]
 pub(crate) struct PathMetrics {
     pub labels: PathLabels,
+    /// `sniway_connections_closed_total{reason="completed"}`, the usual end, resolved ahead.
+    completed: Counter,
     pub connections: Counter,
     pub active: Gauge,
     pub received: Counter,
@@ -384,7 +386,10 @@ pub(crate) struct PathMetrics {
 impl PathMetrics {
     pub fn new(m: &Metrics, labels: PathLabels) -> Arc<PathMetrics> {
         let listener = ListenerLabels { listener: labels.listener.clone() };
+        let PathLabels { listener: l, route, backend } = labels.clone();
+        let completed = PathReasonLabels { listener: l, route, backend, reason: "completed" };
         Arc::new(PathMetrics {
+            completed: m.closed.get_or_create_owned(&completed),
             connections: m.connections.get_or_create_owned(&labels),
             active: m.active.get_or_create_owned(&labels),
             received: m.received.get_or_create_owned(&labels),
@@ -402,6 +407,10 @@ impl PathMetrics {
 
     /// Counts a routed connection's end.
     pub fn closed(&self, m: &Metrics, reason: &'static str) {
+        if reason == "completed" {
+            self.completed.inc();
+            return;
+        }
         let PathLabels { listener, route, backend } = self.labels.clone();
         m.closed.get_or_create(&PathReasonLabels { listener, route, backend, reason }).inc();
     }
