@@ -262,6 +262,8 @@ impl Live {
             Ok(compiled) => {
                 let diff = sniway_model::diff(&old, &compiled.table);
                 let sockets = self.install(compiled);
+                // The event below says which sockets serve: those removed must refuse by then.
+                self.proxy.settle().await;
                 if diff.is_empty() {
                     tracing::info!(reload = attempt, cause = why, "reloaded: nothing changed");
                 } else {
