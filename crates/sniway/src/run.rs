@@ -125,15 +125,16 @@ async fn serve(args: RunArgs) -> Result<ExitCode> {
             Some(local)
         }
     };
-    event(
-        json!({ "ready": { "admin": admin.map(|a| a.to_string()), "sockets": sockets_json(&sockets) } }),
-    );
-
+    // Watching before the ready line: an edit made once a script has seen it is reloaded.
     let mut watcher = if args.no_watch || input.files.iter().all(|f| f.as_os_str() == "-") {
         None
     } else {
         Some(crate::watch::Watcher::new(&input.files, DEBOUNCE).context("watching the manifests")?)
     };
+
+    event(
+        json!({ "ready": { "admin": admin.map(|a| a.to_string()), "sockets": sockets_json(&sockets) } }),
+    );
 
     loop {
         let why = tokio::select! {

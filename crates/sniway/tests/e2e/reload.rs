@@ -862,3 +862,23 @@ async fn sighup_with_live_streams_reloads_and_every_stream_survives() {
     assert_eq!(blocking(|| gw.get("/healthz")).0, 200);
     assert_eq!(metric(&gw, "sniway_reloads_total{result=\"success\"}"), Some(3.0));
 }
+
+/// The ready line means the manifests are watched: an edit made right after it is reloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edit_right_after_the_ready_line_is_reloaded() {
+    let plain = plain_backend(None).await;
+    let manifests = |port: u16, host: &str| {
+        [
+            passthrough_gateway("gw", port),
+            route("r", "gw", &[host], &[("plain", 1)]),
+            service("plain", 443, plain.addr),
+        ]
+        .concat()
+    };
+    for _ in 0..10 {
+        let asked = free_port();
+        let mut gw = Gateway::start(&manifests(asked, "r.example.com"), asked, &[]);
+        write_in_place(&gw, &manifests(gw.port(asked), "s.example.com"));
+        reloaded(&mut gw, 1, "success");
+    }
+}
