@@ -433,13 +433,20 @@ async fn a_chain_of_reloads_under_load_breaks_nothing_and_each_takes_effect_at_o
     exchange(&mut fresh, &mut Rng::new(7)).await.unwrap();
     finish(&mut fresh).await.unwrap();
 
-    // 4. In place: a second Gateway on a new port; streams start on it.
-    let port_b = free_port();
+    // 4. In place: a second Gateway on a new port; streams start on it. (Another program may
+    // take the free port first: the reload then reports it unbound, and another is tried.)
+    let mut port_b = free_port();
+    for attempt in 1.. {
+        write_in_place(&gw, &manifests(port, Some(&[("new-a", 0), ("new-b", 1)]), Some(port_b)));
+        n += 1;
+        let ev = reloaded(&mut gw, n, "success");
+        if bound(&ev["reloaded"]["sockets"], SocketAddr::from(([127, 0, 0, 1], port_b))) {
+            break;
+        }
+        assert!(attempt < 3, "no free port for the second Gateway: {ev}");
+        port_b = free_port();
+    }
     let addr_b = SocketAddr::from(([127, 0, 0, 1], port_b));
-    write_in_place(&gw, &manifests(port, Some(&[("new-a", 0), ("new-b", 1)]), Some(port_b)));
-    n += 1;
-    let ev = reloaded(&mut gw, n, "success");
-    assert!(bound(&ev["reloaded"]["sockets"], addr_b), "{ev}");
     for i in 0..4 {
         let s = tls_connect(addr_b, &client, "extra.example.com").await;
         streams.push(spawn_stream(format!("on the new port {i}"), s, 200 + i, stop.clone()));
