@@ -278,10 +278,10 @@ impl Live {
                 (summary, sockets)
             }
         };
-        event(
-            json!({ "reloaded": { "attempt": attempt, "result": summary["result"], "sockets": sockets_json(&sockets) } }),
-        );
+        let line = json!({ "reloaded": { "attempt": attempt, "result": summary["result"], "sockets": sockets_json(&sockets) } });
+        // Recorded before it is announced: whoever reads the line finds it in /status.
         self.reloads.lock().unwrap_or_else(|p| p.into_inner()).last = Some(summary);
+        event(line);
     }
 }
 

@@ -862,6 +862,12 @@ async fn sighup_with_live_streams_reloads_and_every_stream_survives() {
         let before = progress(&streams);
         blocking(|| gw.signal("HUP"));
         reloaded(&mut gw, n, "success");
+        // By the time the line is out, /status shows the same reload.
+        let (_, status) = blocking(|| gw.get("/status"));
+        let status: Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(status["reload"]["attempt"], n, "{:#}", status["reload"]);
+        assert_eq!(status["reload"]["cause"], "SIGHUP", "{:#}", status["reload"]);
+        assert_eq!(status["reload"]["result"], "success", "{:#}", status["reload"]);
         wait_progress(&streams, &before, 2, &log).await;
     }
     join(streams, &stop_tx, &log).await;
