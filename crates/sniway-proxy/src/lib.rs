@@ -194,6 +194,8 @@ pub(crate) struct Inner {
     sockets: Mutex<BTreeMap<SocketAddr, listener::Slot>>,
     /// Set once shutdown starts: no install binds again, readiness turns false.
     draining: std::sync::atomic::AtomicBool,
+    /// Accept loops of sockets that installs removed, until [`Proxy::settle`] has seen them end.
+    removed: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The data plane: install tables, serve them, drain.
@@ -232,6 +234,7 @@ impl Proxy {
                 config,
                 sockets: Mutex::new(BTreeMap::new()),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                removed: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -240,6 +243,9 @@ impl Proxy {
     /// failed before), swaps it in atomically, then stops accepting on the sockets it no longer
     /// has. Sockets in both tables keep serving and are never rebound. Returns the state of
     /// every socket of the new table; a socket that could not be bound fails alone.
+    ///
+    /// A removed socket is closed by its accept loop, shortly after this returns; await
+    /// [`Proxy::settle`] before telling anyone that its address refuses connections.
     ///
     /// Must be called within a tokio runtime (accept loops are spawned on it).
     pub fn install(&self, table: Arc<RoutingTable>) -> Vec<SocketState> {
@@ -272,15 +278,29 @@ impl Proxy {
             let addr = bound.configured;
             sockets.insert(addr, listener::Slot::spawn(bound, Arc::clone(inner)));
         }
+        let mut removed = Vec::new();
         sockets.retain(|addr, slot| {
             let keep = wanted.contains_key(addr);
             if !keep {
                 tracing::info!(configured = %addr, "no longer in the table; stopped accepting");
-                slot.stop();
+                removed.extend(slot.stop_later());
             }
             keep
         });
+        inner.removed.lock().unwrap_or_else(|p| p.into_inner()).extend(removed);
         wanted.keys().map(|&addr| state_of(addr, sockets.get(&addr))).collect()
+    }
+
+    /// Waits until every socket that earlier installs removed is closed: from then on a
+    /// connection to a removed address is refused (unless the address is bound again).
+    pub async fn settle(&self) {
+        let removed =
+            std::mem::take(&mut *self.inner.removed.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in removed {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "accept loop ended abnormally");
+            }
+        }
     }
 
     /// The current routing table.

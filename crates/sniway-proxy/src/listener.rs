@@ -86,6 +86,12 @@ impl Slot {
         }
     }
 
+    /// Tells the accept loop to stop; the task to await for its socket to be closed.
+    pub fn stop_later(&mut self) -> Option<JoinHandle<()>> {
+        self.stop();
+        self.task.take()
+    }
+
     /// Stops the accept loop and waits until its socket is closed.
     pub async fn stop_and_wait(mut self) {
         self.stop();

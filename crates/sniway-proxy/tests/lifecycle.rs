@@ -264,6 +264,23 @@ async fn an_installed_table_serves_new_connections_while_old_ones_keep_working()
     assert_eq!(read_exact(&mut early, 8).await, b"and here");
 }
 
+/// On one thread the accept loop cannot run between `install` and the connect, so without
+/// `settle` the connect below would land in the removed socket's backlog.
+#[tokio::test(flavor = "current_thread")]
+async fn a_removed_socket_refuses_connections_once_settle_returns() {
+    let e = echo_backend("e").await;
+    let p = start(mk_table(vec![(None, mk_route("r", vec![mk_endpoints("e", &[e])]))])).await;
+    assert_eq!(which_backend(p.addr, "x.example.com").await, "e");
+    assert!(p.proxy.install(Arc::new(RoutingTable::default())).is_empty());
+    p.proxy.settle().await;
+    let refused = std::net::TcpStream::connect(p.addr);
+    assert_eq!(
+        refused.as_ref().err().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "{refused:?}"
+    );
+}
+
 /// Waits until connecting to `addr` is refused (its listening socket closed), within a bound.
 async fn wait_refused(addr: std::net::SocketAddr) {
     for _ in 0..1000 {

@@ -125,15 +125,16 @@ async fn serve(args: RunArgs) -> Result<ExitCode> {
             Some(local)
         }
     };
-    event(
-        json!({ "ready": { "admin": admin.map(|a| a.to_string()), "sockets": sockets_json(&sockets) } }),
-    );
-
+    // Watching before the ready line: an edit made once a script has seen it is reloaded.
     let mut watcher = if args.no_watch || input.files.iter().all(|f| f.as_os_str() == "-") {
         None
     } else {
         Some(crate::watch::Watcher::new(&input.files, DEBOUNCE).context("watching the manifests")?)
     };
+
+    event(
+        json!({ "ready": { "admin": admin.map(|a| a.to_string()), "sockets": sockets_json(&sockets) } }),
+    );
 
     loop {
         let why = tokio::select! {
@@ -262,6 +263,8 @@ impl Live {
             Ok(compiled) => {
                 let diff = sniway_model::diff(&old, &compiled.table);
                 let sockets = self.install(compiled);
+                // The event below says which sockets serve: those removed must refuse by then.
+                self.proxy.settle().await;
                 if diff.is_empty() {
                     tracing::info!(reload = attempt, cause = why, "reloaded: nothing changed");
                 } else {
@@ -275,10 +278,10 @@ impl Live {
                 (summary, sockets)
             }
         };
-        event(
-            json!({ "reloaded": { "attempt": attempt, "result": summary["result"], "sockets": sockets_json(&sockets) } }),
-        );
+        let line = json!({ "reloaded": { "attempt": attempt, "result": summary["result"], "sockets": sockets_json(&sockets) } });
+        // Recorded before it is announced: whoever reads the line finds it in /status.
         self.reloads.lock().unwrap_or_else(|p| p.into_inner()).last = Some(summary);
+        event(line);
     }
 }
 

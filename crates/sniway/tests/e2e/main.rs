@@ -5,6 +5,7 @@ mod bulk;
 mod cli;
 mod clients;
 mod rejects;
+mod reload;
 mod routing;
 mod support;
 mod terminate;

@@ -141,6 +141,16 @@ impl Gateway {
         panic!("no free ports for the gateway after 5 attempts");
     }
 
+    /// As [`Gateway::start`], but the ports are served as asked, never moved: for tests in which
+    /// a port held by another program is the point. Waits for the ready line.
+    pub fn start_as_is(manifests: &str, port: u16, extra: &[&str]) -> Gateway {
+        let dir = TempDir::new("gw");
+        let file = dir.write("manifests.yaml", manifests);
+        let mut gw = Self::spawn(&file, extra, &[], dir, port, Vec::new());
+        gw.peek_event("ready");
+        gw
+    }
+
     fn spawn(
         file: &std::path::Path,
         extra: &[&str],
@@ -255,6 +265,13 @@ impl Gateway {
         self.log.lock().unwrap().clone()
     }
 
+    /// Reads the log later without borrowing the gateway (for failure messages of tasks and
+    /// helpers that run while the gateway is waited on).
+    pub fn log_reader(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let log = Arc::clone(&self.log);
+        move || log.lock().unwrap().clone()
+    }
+
     /// Every line the gateway wrote to standard output so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
@@ -273,6 +290,11 @@ impl Gateway {
             .expect("kill")
             .success();
         assert!(ok, "kill -{signal} failed");
+    }
+
+    /// Whether the gateway process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Waits (bounded) for the gateway to exit and returns its status.
