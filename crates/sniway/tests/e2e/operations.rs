@@ -1,0 +1,454 @@
+//! Operating the gateway through the real binary: every deadline ends its connection with a reset
+//! and is counted, every limit refuses only what it should, the metrics and the access log add up
+//! exactly, the accept loop backs off when descriptors run out, and keep-alive is on.
+//!
+//! Waits are on the gateway's own signals (the ready line, `/metrics` counters) and on what the
+//! sockets see, each bounded; the timeouts under test are short (1 s) and every upper wait
+//! generous, so nothing here asserts how fast anything is.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{Notify, mpsc};
+
+use crate::support::*;
+
+/// Upper bound for anything the gateway should do within a second or two.
+const WAIT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+/// The labels of an exposition line `name{k="v",...} value`, and its value, when the line is a
+/// sample of `name`.
+fn parse_sample<'a>(line: &'a str, name: &str) -> Option<(Vec<(String, String)>, f64)> {
+    let rest = line.strip_prefix(name)?;
+    let (labels, value) = match rest.strip_prefix('{') {
+        Some(r) => {
+            let end = r.rfind('}')?;
+            (parse_labels(&r[..end]), r[end + 1..].trim())
+        }
+        None if rest.starts_with(' ') => (Vec::new(), rest.trim()),
+        None => return None,
+    };
+    let value = value.split_whitespace().next()?.parse().ok()?;
+    Some((labels, value))
+}
+
+fn parse_labels(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if key.is_empty() {
+            return out;
+        }
+        assert_eq!(chars.next(), Some('"'), "label {key} in {s}");
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => value.extend(chars.next()),
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.push((key.trim_start_matches(',').to_string(), value));
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+}
+
+/// The sum of every sample of `name` whose labels include all of `want`.
+fn metric(body: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    body.lines()
+        .filter_map(|l| parse_sample(l, name))
+        .filter(|(labels, _)| {
+            want.iter().all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// `/metrics`, asserting it answers.
+fn metrics(gw: &Gateway) -> String {
+    let (code, body) = gw.get("/metrics");
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// Polls `/metrics` (bounded) until the sum of `name{want}` is `value`; returns that exposition.
+fn wait_metric(gw: &Gateway, name: &str, want: &[(&str, &str)], value: f64) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let body = metrics(gw);
+        if metric(&body, name, want) == value {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}{want:?} is {} after {WAIT:?}, not {value}\n{body}\n{}",
+            metric(&body, name, want),
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until no connection is open in the gateway (every task ended, every permit back).
+fn wait_idle(gw: &Gateway) -> String {
+    wait_metric(gw, "sniway_connections_open", &[], 0.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends and clients
+
+/// How a backend connection ended, as the backend saw it.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// A clean end of stream from the gateway.
+    Eof,
+    /// `ECONNRESET`.
+    Reset,
+    /// Another error.
+    Other(ErrorKind),
+    /// After an end of stream, a write the test asked for: whether it failed (the gateway
+    /// reset the connection meanwhile).
+    LateWriteFailed(bool),
+}
+
+/// A plain TCP echo backend that reports how each connection ended. With `hold`, a connection
+/// whose client finished stays open and silent (its write side too) until `poke`d, then writes
+/// once and reports whether that failed.
+struct EchoBackend {
+    addr: SocketAddr,
+    ends: mpsc::UnboundedReceiver<End>,
+    poke: Arc<Notify>,
+}
+
+impl EchoBackend {
+    async fn start(hold: bool) -> EchoBackend {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, ends) = mpsc::unbounded_channel();
+        let poke = Arc::new(Notify::new());
+        let poked = poke.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let (tx, poked) = (tx.clone(), poked.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let end = loop {
+                        match s.read(&mut buf).await {
+                            Ok(0) => break End::Eof,
+                            Ok(n) => {
+                                if let Err(e) = s.write_all(&buf[..n]).await {
+                                    break kind_end(e.kind());
+                                }
+                            }
+                            Err(e) => break kind_end(e.kind()),
+                        }
+                    };
+                    let eof = end == End::Eof;
+                    let _ = tx.send(end);
+                    if !eof {
+                        return;
+                    }
+                    if !hold {
+                        let _ = s.shutdown().await;
+                        return;
+                    }
+                    poked.notified().await;
+                    let failed = s.write_all(b"late").await.is_err();
+                    let _ = tx.send(End::LateWriteFailed(failed));
+                });
+            }
+        });
+        EchoBackend { addr, ends, poke }
+    }
+
+    /// The next connection's end, waiting at most [`WAIT`].
+    async fn next_end(&mut self) -> End {
+        tokio::time::timeout(WAIT, self.ends.recv())
+            .await
+            .expect("no backend connection ended")
+            .expect("backend gone")
+    }
+}
+
+fn kind_end(kind: ErrorKind) -> End {
+    match kind {
+        ErrorKind::ConnectionReset => End::Reset,
+        k => End::Other(k),
+    }
+}
+
+/// Connects to `addr`, sends `hello` and reads its echo back: a connection relayed to an echo
+/// backend, established on both sides.
+async fn echoed(addr: SocketAddr, hello: &[u8]) -> TcpStream {
+    echoed_from(None, addr, hello).await
+}
+
+/// As [`echoed`], from the local address `from`.
+async fn echoed_from(from: Option<[u8; 4]>, addr: SocketAddr, hello: &[u8]) -> TcpStream {
+    let mut s = connect_from(from, addr).await;
+    s.write_all(hello).await.unwrap();
+    let mut back = vec![0u8; hello.len()];
+    tokio::time::timeout(WAIT, s.read_exact(&mut back))
+        .await
+        .expect("no echo in time")
+        .unwrap_or_else(|e| panic!("no echo through {addr}: {e}"));
+    assert_eq!(back, hello);
+    s
+}
+
+/// A connection to `addr`, from the address `from` (any port) when given.
+async fn connect_from(from: Option<[u8; 4]>, addr: SocketAddr) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    if let Some(ip) = from {
+        sock.bind(SocketAddr::from((ip, 0))).unwrap();
+    }
+    tokio::time::timeout(WAIT, sock.connect(addr)).await.expect("connect timed out").unwrap()
+}
+
+/// How a stream ended for the reader: `Ok(bytes)` at a clean end of stream, or the error kind.
+async fn read_to_end_or_error(s: &mut TcpStream) -> Result<Vec<u8>, (ErrorKind, Vec<u8>)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) => return Ok(got),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return Err((e.kind(), got)),
+            }
+        }
+    })
+    .await
+    .expect("the connection was not ended in time")
+}
+
+/// Reads until the stream ends and asserts it ended with a reset (never a clean end of stream).
+async fn assert_reset(s: &mut TcpStream, gw: &Gateway, what: &str) -> Vec<u8> {
+    match read_to_end_or_error(s).await {
+        Err((ErrorKind::ConnectionReset, got)) => got,
+        Ok(got) => panic!("{what}: a clean end of stream after {got:?}, not a reset\n{}", gw.log()),
+        Err((kind, _)) => panic!("{what}: {kind:?}, not a reset\n{}", gw.log()),
+    }
+}
+
+/// A Gateway with a passthrough listener `a` on `port_a` and `b` on `port_b`.
+fn two_listeners(name: &str, port_a: u16, port_b: u16) -> String {
+    format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: {name}
+spec:
+  gatewayClassName: sniway
+  listeners:
+  - name: a
+    protocol: TLS
+    port: {port_a}
+    tls:
+      mode: Passthrough
+  - name: b
+    protocol: TLS
+    port: {port_b}
+    tls:
+      mode: Passthrough
+"#
+    )
+}
+
+/// A ListenerPolicy on `gateway`'s listener `section` with `spec` (YAML lines at spec level).
+fn listener_policy(name: &str, gateway: &str, section: &str, spec: &str) -> String {
+    format!(
+        r#"---
+apiVersion: sniway.io/v1alpha1
+kind: ListenerPolicy
+metadata:
+  name: {name}
+spec:
+  targetRefs:
+  - {{group: gateway.networking.k8s.io, kind: Gateway, name: {gateway}, sectionName: {section}}}
+{spec}"#
+    )
+}
+
+/// The `Accepted` condition of the ListenerPolicy `name` in `/status`.
+fn policy_accepted(gw: &Gateway, name: &str) -> serde_json::Value {
+    let (code, body) = gw.get("/status");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let item = status["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "ListenerPolicy" && i["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no ListenerPolicy {name} in /status: {body}"))
+        .clone();
+    let conditions = item["status"]["ancestors"][0]["conditions"].as_array().cloned();
+    conditions
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Accepted")
+        .unwrap_or_else(|| panic!("no Accepted condition: {item}"))
+}
+
+const FOO: &str = "foo.example.com";
+const LISTENER_A: &str = "default/gw/a";
+const LISTENER_B: &str = "default/gw/b";
+
+/// Both listeners of [`two_listeners`] routing `foo.example.com` to `backend`, with `more`.
+/// Returns the gateway (its `addr` is listener a) and listener b's address.
+async fn two_listener_gateway(
+    backend: SocketAddr,
+    more: &str,
+    extra: &[&str],
+) -> (Gateway, SocketAddr) {
+    let (port_a, port_b) = (free_port(), free_port());
+    let manifests = [
+        two_listeners("gw", port_a, port_b),
+        route("foo", "gw", &[FOO], &[("foo", 1)]),
+        service("foo", 443, backend),
+        more.to_string(),
+    ]
+    .concat();
+    let gw = Gateway::start(&manifests, port_a, extra);
+    let b = gw.at([127, 0, 0, 1], port_b);
+    (gw, b)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeouts
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listener_policy_idle_timeout_resets_its_listener_only_and_is_counted() {
+    let tls = Tls::new();
+    let mut backend = EchoBackend::start(false).await;
+    let policy = listener_policy("quick", "gw", "a", "  timeouts:\n    idle: 1s\n");
+    let (gw, addr_b) = two_listener_gateway(backend.addr, &policy, &[]).await;
+    let accepted = policy_accepted(&gw, "quick");
+    assert_eq!(accepted["status"], "True", "{accepted}");
+
+    let hello = tls.client_hello(FOO);
+    let mut on_b = echoed(addr_b, &hello).await;
+    let mut on_a = echoed(gw.addr, &hello).await;
+    assert_reset(&mut on_a, &gw, "idle on listener a").await;
+    assert_eq!(backend.next_end().await, End::Reset, "the backend of the idle connection");
+    // Listener b has no policy: its connection, idle since before a's, is still relayed.
+    on_b.write_all(b"still there?").await.unwrap();
+    let mut back = [0u8; 12];
+    tokio::time::timeout(WAIT, on_b.read_exact(&mut back)).await.unwrap().unwrap();
+    assert_eq!(&back, b"still there?");
+    let body = wait_metric(
+        &gw,
+        "sniway_connections_closed_total",
+        &[("listener", LISTENER_A), ("reason", "idle_timeout")],
+        1.0,
+    );
+    let on_b_closed = metric(&body, "sniway_connections_closed_total", &[("listener", LISTENER_B)]);
+    assert_eq!(on_b_closed, 0.0, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_backend_after_the_client_finished_is_reset_at_the_half_close_timeout() {
+    let tls = Tls::new();
+    let mut backend = EchoBackend::start(true).await;
+    let (gw, _) = two_listener_gateway(backend.addr, "", &["--half-close-timeout", "1s"]).await;
+    let mut s = echoed(gw.addr, &tls.client_hello(FOO)).await;
+    s.shutdown().await.unwrap();
+    assert_eq!(backend.next_end().await, End::Eof, "the client's FIN is passed on");
+    assert_reset(&mut s, &gw, "half-closed").await;
+    wait_metric(
+        &gw,
+        "sniway_connections_closed_total",
+        &[("listener", LISTENER_A), ("reason", "half_close_timeout")],
+        1.0,
+    );
+    backend.poke.notify_one();
+    assert_eq!(backend.next_end().await, End::LateWriteFailed(true), "the backend was reset");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_maximum_lifetime_cuts_a_busy_stream_with_a_reset() {
+    let tls = Tls::new();
+    let mut backend = EchoBackend::start(false).await;
+    let (gw, _) = two_listener_gateway(backend.addr, "", &["--max-lifetime", "1s"]).await;
+    let mut s = echoed(gw.addr, &tls.client_hello(FOO)).await;
+    // Ping-pong without pause until the gateway cuts the stream.
+    let chunk = vec![0x5au8; 4096];
+    let mut back = vec![0u8; chunk.len()];
+    let started = Instant::now();
+    let mut rounds = 0u64;
+    let error = loop {
+        assert!(started.elapsed() < WAIT, "still relaying after {rounds} rounds\n{}", gw.log());
+        if let Err(e) = s.write_all(&chunk).await {
+            break e;
+        }
+        match s.read_exact(&mut back).await {
+            Ok(_) => rounds += 1,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(error.kind(), ErrorKind::ConnectionReset, "after {rounds} rounds: {error}");
+    assert!(rounds > 0);
+    assert_eq!(backend.next_end().await, End::Reset, "the backend of the cut connection");
+    wait_metric(
+        &gw,
+        "sniway_connections_closed_total",
+        &[("listener", LISTENER_A), ("reason", "max_lifetime")],
+        1.0,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hello_not_complete_at_the_hello_timeout_is_reset_and_counted() {
+    let tls = Tls::new();
+    let backend = EchoBackend::start(false).await;
+    let (gw, _) = two_listener_gateway(backend.addr, "", &["--hello-timeout", "1s"]).await;
+    let mut s = connect_from(None, gw.addr).await;
+    s.write_all(&tls.client_hello(FOO)[..10]).await.unwrap();
+    let got = assert_reset(&mut s, &gw, "hello timeout").await;
+    assert!(got.is_empty(), "{got:?}");
+    let address = gw.addr.to_string();
+    wait_metric(
+        &gw,
+        "sniway_hello_failures_total",
+        &[("address", &address), ("reason", "timeout")],
+        1.0,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_handshake_not_complete_at_the_handshake_timeout_is_reset_and_counted() {
+    let tls = Tls::new();
+    let backend = EchoBackend::start(false).await;
+    let leaf = tls.pki.leaf(&["tls.example.com"]).unwrap();
+    let port = free_port();
+    let manifests = [
+        tls_gateway("gw", port, &[("term", "tls.example.com", "Terminate", Some("cert"))]),
+        tls_secret("cert", &leaf, false),
+        route("term", "gw", &["tls.example.com"], &[("plain", 1)]),
+        service("plain", 443, backend.addr),
+    ]
+    .concat();
+    let gw = Gateway::start(&manifests, port, &["--handshake-timeout", "1s"]);
+    let mut s = connect_from(None, gw.addr).await;
+    // The ClientHello, then nothing: the gateway answers with its flight and waits.
+    s.write_all(&tls.client_hello("tls.example.com")).await.unwrap();
+    let got = assert_reset(&mut s, &gw, "handshake timeout").await;
+    assert_eq!(got.first(), Some(&0x16), "the server's flight: {got:?}");
+    wait_metric(
+        &gw,
+        "sniway_tls_handshake_failures_total",
+        &[("listener", "default/gw/term"), ("reason", "timeout")],
+        1.0,
+    );
+}
