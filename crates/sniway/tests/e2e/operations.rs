@@ -241,29 +241,17 @@ async fn assert_reset(s: &mut TcpStream, gw: &Gateway, what: &str) -> Vec<u8> {
     }
 }
 
-/// A Gateway with a passthrough listener `a` on `port_a` and `b` on `port_b`.
-fn two_listeners(name: &str, port_a: u16, port_b: u16) -> String {
-    format!(
-        r#"---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: {name}
-spec:
-  gatewayClassName: sniway
-  listeners:
-  - name: a
-    protocol: TLS
-    port: {port_a}
-    tls:
-      mode: Passthrough
-  - name: b
-    protocol: TLS
-    port: {port_b}
-    tls:
-      mode: Passthrough
-"#
-    )
+/// A Gateway named `name` with a passthrough listener per (section name, port).
+fn listeners(name: &str, sections: &[(&str, u16)]) -> String {
+    let mut out = format!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: {name}\nspec:\n  gatewayClassName: sniway\n  listeners:\n"
+    );
+    for (section, port) in sections {
+        out.push_str(&format!(
+            "  - name: {section}\n    protocol: TLS\n    port: {port}\n    tls:\n      mode: Passthrough\n"
+        ));
+    }
+    out
 }
 
 /// A ListenerPolicy on `gateway`'s listener `section` with `spec` (YAML lines at spec level).
@@ -305,24 +293,36 @@ const FOO: &str = "foo.example.com";
 const LISTENER_A: &str = "default/gw/a";
 const LISTENER_B: &str = "default/gw/b";
 
-/// Both listeners of [`two_listeners`] routing `foo.example.com` to `backend`, with `more`.
-/// Returns the gateway (its `addr` is listener a) and listener b's address.
-async fn two_listener_gateway(
+/// A Gateway `gw` with a passthrough listener per name in `sections`, each on its own port, all
+/// routing `foo.example.com` to `backend`, with the manifests in `more`. Returns the gateway (its
+/// `addr` is the first listener's) and every listener's address.
+async fn gateway_with(
+    sections: &[&str],
     backend: SocketAddr,
     more: &str,
     extra: &[&str],
-) -> (Gateway, SocketAddr) {
-    let (port_a, port_b) = (free_port(), free_port());
+) -> (Gateway, Vec<SocketAddr>) {
+    let ports: Vec<(&str, u16)> = sections.iter().map(|s| (*s, free_port())).collect();
     let manifests = [
-        two_listeners("gw", port_a, port_b),
+        listeners("gw", &ports),
         route("foo", "gw", &[FOO], &[("foo", 1)]),
         service("foo", 443, backend),
         more.to_string(),
     ]
     .concat();
-    let gw = Gateway::start(&manifests, port_a, extra);
-    let b = gw.at([127, 0, 0, 1], port_b);
-    (gw, b)
+    let gw = Gateway::start(&manifests, ports[0].1, extra);
+    let addrs = ports.iter().map(|(_, p)| gw.at([127, 0, 0, 1], *p)).collect();
+    (gw, addrs)
+}
+
+/// Listeners `a` and `b`: the gateway and b's address.
+async fn two_listener_gateway(
+    backend: SocketAddr,
+    more: &str,
+    extra: &[&str],
+) -> (Gateway, SocketAddr) {
+    let (gw, addrs) = gateway_with(&["a", "b"], backend, more, extra).await;
+    (gw, addrs[1])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -451,4 +451,142 @@ async fn a_tls_handshake_not_complete_at_the_handshake_timeout_is_reset_and_coun
         &[("listener", "default/gw/term"), ("reason", "timeout")],
         1.0,
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+/// Asserts the gateway closed `s` with nothing written (a FIN, or a reset when it left bytes
+/// unread).
+async fn assert_refused(s: &mut TcpStream, gw: &Gateway, what: &str) {
+    let got = match read_to_end_or_error(s).await {
+        Ok(got) | Err((_, got)) => got,
+    };
+    assert!(got.is_empty(), "{what}: the gateway wrote {got:?}\n{}", gw.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn beyond_the_global_limit_every_port_closes_new_connections_until_one_ends() {
+    let tls = Tls::new();
+    let backend = EchoBackend::start(false).await;
+    let (gw, addr_b) = two_listener_gateway(backend.addr, "", &["--max-connections", "2"]).await;
+    let hello = tls.client_hello(FOO);
+    let held_a = echoed(gw.addr, &hello).await;
+    let held_b = echoed(addr_b, &hello).await;
+    for addr in [gw.addr, addr_b] {
+        let mut s = connect_from(None, addr).await;
+        assert_refused(&mut s, &gw, &format!("over the global limit on {addr}")).await;
+    }
+    let body = metrics(&gw);
+    for addr in [gw.addr, addr_b] {
+        let address = addr.to_string();
+        let limited = [("address", address.as_str()), ("listener", ""), ("limit", "global")];
+        assert_eq!(metric(&body, "sniway_connections_limited_total", &limited), 1.0, "{body}");
+        let accepted = metric(&body, "sniway_connections_accepted_total", &[("address", &address)]);
+        assert_eq!(accepted, 2.0, "{body}");
+    }
+    assert_eq!(metric(&body, "sniway_connections_max", &[]), 2.0, "{body}");
+    // One ends: each port serves again, in turn.
+    drop(held_a);
+    for addr in [gw.addr, addr_b] {
+        wait_metric(&gw, "sniway_connections_open", &[], 1.0);
+        let s = echoed(addr, &hello).await;
+        drop(s);
+    }
+    drop(held_b);
+    let body = wait_metric(&gw, "sniway_connections_open", &[], 0.0);
+    assert_eq!(metric(&body, "sniway_connections_limited_total", &[]), 2.0, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listener_policy_limits_refuse_on_their_listener_only() {
+    let tls = Tls::new();
+    let backend = EchoBackend::start(false).await;
+    let policies = [
+        listener_policy("cap", "gw", "a", "  limits:\n    connections: 1\n"),
+        listener_policy("per-client", "gw", "b", "  limits:\n    connectionsPerClient: 1\n"),
+    ]
+    .concat();
+    let (gw, addrs) = gateway_with(&["a", "b", "c"], backend.addr, &policies, &[]).await;
+    for name in ["cap", "per-client"] {
+        let accepted = policy_accepted(&gw, name);
+        assert_eq!(accepted["status"], "True", "{name}: {accepted}");
+    }
+    let (a, b, c) = (addrs[0], addrs[1], addrs[2]);
+    let hello = tls.client_hello(FOO);
+    let local = Some([127, 0, 0, 1]);
+    let other = Some([127, 0, 0, 2]);
+
+    // Listener a: one connection at a time.
+    let held_a = echoed(a, &hello).await;
+    let mut s = connect_from(local, a).await;
+    s.write_all(&hello).await.unwrap();
+    assert_refused(&mut s, &gw, "the second connection on listener a").await;
+    // Listener b: one connection per client address.
+    let held_b = echoed_from(local, b, &hello).await;
+    let mut s = connect_from(local, b).await;
+    s.write_all(&hello).await.unwrap();
+    assert_refused(&mut s, &gw, "a second connection from 127.0.0.1 on listener b").await;
+    let from_other = echoed_from(other, b, &hello).await;
+    // Listener c, without limits, serves several at once meanwhile.
+    let mut on_c = Vec::new();
+    for _ in 0..3 {
+        on_c.push(echoed(c, &hello).await);
+    }
+
+    let body = metrics(&gw);
+    let limited = |listener: &str, limit: &str| {
+        metric(
+            &body,
+            "sniway_connections_limited_total",
+            &[("listener", listener), ("limit", limit)],
+        )
+    };
+    assert_eq!(limited(LISTENER_A, "listener"), 1.0, "{body}");
+    assert_eq!(limited(LISTENER_B, "client"), 1.0, "{body}");
+    assert_eq!(metric(&body, "sniway_connections_limited_total", &[]), 2.0, "{body}");
+    let active = |listener: &str| {
+        metric(&body, "sniway_connections_active", &[("listener", listener)])
+    };
+    assert_eq!((active(LISTENER_A), active(LISTENER_B), active("default/gw/c")), (1.0, 2.0, 3.0));
+
+    // Once the connections held end, each listener takes a new one again.
+    drop(held_a);
+    wait_metric(&gw, "sniway_connections_active", &[("listener", LISTENER_A)], 0.0);
+    drop(echoed(a, &hello).await);
+    drop(held_b);
+    wait_metric(&gw, "sniway_connections_active", &[("listener", LISTENER_B)], 1.0);
+    drop(echoed_from(local, b, &hello).await);
+    drop((from_other, on_c));
+    let body = wait_metric(&gw, "sniway_connections_open", &[], 0.0);
+    assert_eq!(metric(&body, "sniway_connections_limited_total", &[]), 2.0, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn beyond_the_backend_limit_its_connections_are_refused_and_other_backends_serve() {
+    let tls = Tls::new();
+    let backend = EchoBackend::start(false).await;
+    let more = [
+        route("bar", "gw", &["bar.example.com"], &[("bar", 1)]),
+        service("bar", 443, backend.addr),
+    ]
+    .concat();
+    let (gw, _) =
+        gateway_with(&["a"], backend.addr, &more, &["--max-backend-connections", "1"]).await;
+    let (foo, bar) = (tls.client_hello(FOO), tls.client_hello("bar.example.com"));
+    let held = echoed(gw.addr, &foo).await;
+    let mut s = connect_from(None, gw.addr).await;
+    s.write_all(&foo).await.unwrap();
+    assert_refused(&mut s, &gw, "a second connection to foo").await;
+    let on_bar = echoed(gw.addr, &bar).await;
+    let body = metrics(&gw);
+    let limited = [("listener", LISTENER_A), ("limit", "backend")];
+    assert_eq!(metric(&body, "sniway_connections_limited_total", &limited), 1.0, "{body}");
+    let closed = [("backend", "default/foo:443"), ("reason", "limit_backend")];
+    assert_eq!(metric(&body, "sniway_connections_closed_total", &closed), 1.0, "{body}");
+    // foo serves again once its connection ended.
+    drop(held);
+    wait_metric(&gw, "sniway_connections_active", &[("backend", "default/foo:443")], 0.0);
+    drop(echoed(gw.addr, &foo).await);
+    drop(on_bar);
 }
