@@ -545,9 +545,8 @@ async fn listener_policy_limits_refuse_on_their_listener_only() {
     assert_eq!(limited(LISTENER_A, "listener"), 1.0, "{body}");
     assert_eq!(limited(LISTENER_B, "client"), 1.0, "{body}");
     assert_eq!(metric(&body, "sniway_connections_limited_total", &[]), 2.0, "{body}");
-    let active = |listener: &str| {
-        metric(&body, "sniway_connections_active", &[("listener", listener)])
-    };
+    let active =
+        |listener: &str| metric(&body, "sniway_connections_active", &[("listener", listener)]);
     assert_eq!((active(LISTENER_A), active(LISTENER_B), active("default/gw/c")), (1.0, 2.0, 3.0));
 
     // Once the connections held end, each listener takes a new one again.
@@ -589,4 +588,154 @@ async fn beyond_the_backend_limit_its_connections_are_refused_and_other_backends
     wait_metric(&gw, "sniway_connections_active", &[("backend", "default/foo:443")], 0.0);
     drop(echoed(gw.addr, &foo).await);
     drop(on_bar);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+/// `len` bytes of a repeating pattern.
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Sends `first` then `extra` bytes through `s` (to an echo backend), half-closes, and reads
+/// the echo to its end, writing and reading at once; returns the bytes echoed.
+async fn echo_through(s: TcpStream, first: &[u8], extra: usize) -> Vec<u8> {
+    let (mut rd, mut wr) = s.into_split();
+    let mut data = first.to_vec();
+    data.extend(payload(extra));
+    let writer = tokio::spawn(async move {
+        wr.write_all(&data).await.unwrap();
+        wr.shutdown().await.unwrap();
+        wr
+    });
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, rd.read_to_end(&mut got)).await.expect("echo in time").unwrap();
+    let _wr = writer.await.unwrap();
+    got
+}
+
+/// Connects, sends `bytes`, and waits until the gateway closed the connection.
+async fn refused(gw: &Gateway, bytes: &[u8]) -> SocketAddr {
+    let mut s = connect_from(None, gw.addr).await;
+    let local = s.local_addr().unwrap();
+    s.write_all(bytes).await.unwrap();
+    assert_refused(&mut s, gw, &format!("{bytes:?}")).await;
+    local
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_count_a_known_mix_of_connections_exactly() {
+    let tls = Tls::new();
+    let backend = EchoBackend::start(false).await;
+    let (gw, _) = gateway_with(&["a"], backend.addr, "", &["--max-connections", "1"]).await;
+    let address = gw.addr.to_string();
+    let hello = tls.client_hello(FOO);
+    let mut clients = Vec::new();
+    // With one connection allowed at a time, each waits for the previous one to be gone.
+    for _ in 0..2 {
+        clients.push(refused(&gw, &tls.client_hello("127.0.0.1")).await);
+        wait_idle(&gw);
+    }
+    for i in 0..3 {
+        clients.push(refused(&gw, &tls.client_hello(&format!("unknown-{i}.example.com"))).await);
+        wait_idle(&gw);
+    }
+    clients.push(refused(&gw, b"GET / HTTP/1.1\r\nhost: foo.example.com\r\n\r\n").await);
+    wait_idle(&gw);
+    let extras = [0usize, 1, 1000, 70_000, 300_000];
+    let mut total = 0u64;
+    for extra in &extras[..4] {
+        let s = connect_from(None, gw.addr).await;
+        clients.push(s.local_addr().unwrap());
+        let echoed = echo_through(s, &hello, *extra).await;
+        assert_eq!(echoed.len(), hello.len() + extra, "{}", gw.log());
+        total += echoed.len() as u64;
+        wait_idle(&gw);
+    }
+    // The fifth is open while one more is refused by the global limit.
+    let last = echoed(gw.addr, &hello).await;
+    clients.push(last.local_addr().unwrap());
+    let mut over = connect_from(None, gw.addr).await;
+    clients.push(over.local_addr().unwrap());
+    assert_refused(&mut over, &gw, "over the global limit").await;
+    let extra = payload(extras[4]);
+    let echoed = echo_through(last, &extra, 0).await;
+    assert_eq!(echoed, extra);
+    total += (hello.len() + extra.len()) as u64;
+    let body = wait_idle(&gw);
+
+    let at = [("address", address.as_str())];
+    let path =
+        [("listener", LISTENER_A), ("route", "default/foo#0"), ("backend", "default/foo:443")];
+    let reason = |r| [("address", address.as_str()), ("reason", r)];
+    let closed = |r| [("listener", LISTENER_A), ("reason", r)];
+    let counts = [
+        (
+            "sniway_connections_accepted_total",
+            metric(&body, "sniway_connections_accepted_total", &at),
+            12.0,
+        ),
+        ("hello no_sni", metric(&body, "sniway_hello_failures_total", &reason("no_sni")), 2.0),
+        ("hello no_route", metric(&body, "sniway_hello_failures_total", &reason("no_route")), 3.0),
+        ("hello not_tls", metric(&body, "sniway_hello_failures_total", &reason("not_tls")), 1.0),
+        ("every hello failure", metric(&body, "sniway_hello_failures_total", &[]), 6.0),
+        (
+            "limited global",
+            metric(&body, "sniway_connections_limited_total", &[("limit", "global")]),
+            1.0,
+        ),
+        ("every limit", metric(&body, "sniway_connections_limited_total", &[]), 1.0),
+        ("sniway_connections_total", metric(&body, "sniway_connections_total", &path), 5.0),
+        ("every routed connection", metric(&body, "sniway_connections_total", &[]), 5.0),
+        (
+            "closed completed",
+            metric(&body, "sniway_connections_closed_total", &closed("completed")),
+            5.0,
+        ),
+        ("every close", metric(&body, "sniway_connections_closed_total", &[]), 5.0),
+        ("received bytes", metric(&body, "sniway_received_bytes_total", &path), total as f64),
+        ("sent bytes", metric(&body, "sniway_sent_bytes_total", &path), total as f64),
+        (
+            "connect attempts",
+            metric(
+                &body,
+                "sniway_backend_connect_attempts_total",
+                &[("backend", "default/foo:443")],
+            ),
+            5.0,
+        ),
+        ("connect failures", metric(&body, "sniway_backend_connect_failures_total", &[]), 0.0),
+        ("active", metric(&body, "sniway_connections_active", &path), 0.0),
+        ("open", metric(&body, "sniway_connections_open", &[]), 0.0),
+        ("hello durations", metric(&body, "sniway_hello_duration_seconds_count", &at), 10.0),
+        (
+            "connection durations",
+            metric(&body, "sniway_connection_duration_seconds_count", &[("listener", LISTENER_A)]),
+            5.0,
+        ),
+        (
+            "connect durations",
+            metric(
+                &body,
+                "sniway_backend_connect_duration_seconds_count",
+                &[("backend", "default/foo:443")],
+            ),
+            5.0,
+        ),
+        ("build info", metric(&body, "sniway_build_info", &[]), 1.0),
+    ];
+    let wrong: Vec<_> = counts.iter().filter(|(_, got, want)| got != want).collect();
+    assert!(wrong.is_empty(), "(what, got, expected): {wrong:?}\n{body}");
+
+    // No label names a server name or a client address.
+    let clients: Vec<String> = clients.iter().map(|c| c.to_string()).collect();
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, _)) = line.split_once('{') else { continue };
+        let (labels, _) = parse_sample(line, name).unwrap();
+        for (k, v) in labels {
+            assert!(!v.contains("example.com"), "a server name in {k}: {line}");
+            assert!(!clients.contains(&v), "a client address in {k}: {line}");
+        }
+    }
 }
