@@ -739,3 +739,184 @@ async fn the_metrics_count_a_known_mix_of_connections_exactly() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Access log
+
+/// The client addresses of the connections [`logged_mix`] made, and the bytes of the routed one.
+struct Mix {
+    routed: SocketAddr,
+    limited: SocketAddr,
+    unknown: SocketAddr,
+    bytes: u64,
+    backend: SocketAddr,
+}
+
+/// A gateway with an access log (`extra`) and a global limit of one connection serves a routed
+/// connection whose client offers ALPN (one more refused by the limit meanwhile) and one for an
+/// unknown name, then is stopped with SIGTERM and has exited.
+async fn logged_mix(extra: &[&str]) -> (Gateway, Mix) {
+    let tls = Tls::new();
+    let backend = EchoBackend::start(false).await;
+    let mut args = vec!["--max-connections", "1"];
+    args.extend_from_slice(extra);
+    let (mut gw, _) = gateway_with(&["a"], backend.addr, "", &args).await;
+    let mut config = (*tls.client).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), FOO.try_into().unwrap()).unwrap();
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    let routed = echoed(gw.addr, &hello).await;
+    let routed_addr = routed.local_addr().unwrap();
+    let mut over = connect_from(None, gw.addr).await;
+    let limited = over.local_addr().unwrap();
+    assert_refused(&mut over, &gw, "over the global limit").await;
+    let echoed = echo_through(routed, b"some bytes after the hello", 0).await;
+    assert_eq!(echoed, b"some bytes after the hello");
+    let bytes = (hello.len() + echoed.len()) as u64;
+    wait_idle(&gw);
+    let unknown = refused(&gw, &tls.client_hello("unknown.example.com")).await;
+    wait_idle(&gw);
+    gw.signal("TERM");
+    let status = gw.wait_exit(WAIT);
+    assert!(status.success(), "{status}\n{}", gw.log());
+    let mix = Mix { routed: routed_addr, limited, unknown, bytes, backend: backend.addr };
+    (gw, mix)
+}
+
+/// A text access log line as the JSON object the JSON format would have written.
+fn text_line_as_json(line: &str) -> serde_json::Value {
+    use serde_json::Value;
+    let mut map = serde_json::Map::new();
+    let mut chars = line.chars().peekable();
+    while chars.peek().is_some() {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        let mut value = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+            assert!(matches!(chars.next(), None | Some(' ')), "{line}");
+        } else {
+            value = chars.by_ref().take_while(|&c| c != ' ').collect();
+        }
+        let v = match (key.as_str(), value.as_str()) {
+            (_, "-") if !quoted => Value::Null,
+            ("alpn", list) => Value::from(list.split(',').collect::<Vec<_>>()),
+            ("bytes_in" | "bytes_out" | "hello_ms" | "connect_ms" | "duration_ms", n) => {
+                serde_json::from_str(n).unwrap_or_else(|_| panic!("{key}={n} in {line}"))
+            }
+            _ => Value::from(value),
+        };
+        map.insert(key, v);
+    }
+    Value::Object(map)
+}
+
+/// Checks the three lines of [`logged_mix`].
+fn check_access_log(lines: &[serde_json::Value], mix: &Mix, gw: &Gateway) {
+    use serde_json::json;
+    assert_eq!(lines.len(), 3, "one line per connection: {lines:#?}\n{}", gw.log());
+    let keys = [
+        "time",
+        "client",
+        "local",
+        "listener",
+        "sni",
+        "alpn",
+        "route",
+        "backend",
+        "endpoint",
+        "bytes_in",
+        "bytes_out",
+        "hello_ms",
+        "connect_ms",
+        "duration_ms",
+        "reason",
+        "ended_by",
+    ];
+    let by_client = |c: SocketAddr| {
+        lines
+            .iter()
+            .find(|l| l["client"] == c.to_string())
+            .unwrap_or_else(|| panic!("no line for {c}: {lines:#?}"))
+    };
+    for line in lines {
+        let mut have: Vec<&str> = line.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut want = keys.to_vec();
+        want.sort();
+        have.sort();
+        assert_eq!(have, want, "{line}");
+        let time = line["time"].as_str().unwrap();
+        let t = time.as_bytes();
+        assert!(
+            t.len() == 24 && t[4] == b'-' && t[10] == b'T' && t[19] == b'.' && t[23] == b'Z',
+            "{time}"
+        );
+        assert_eq!(line["local"], gw.addr.to_string(), "{line}");
+        assert!(line["duration_ms"].as_f64().is_some(), "{line}");
+    }
+    let routed = by_client(mix.routed);
+    let expect = json!({
+        "listener": LISTENER_A, "sni": FOO, "alpn": ["h2", "http/1.1"], "route": "default/foo#0",
+        "backend": "default/foo:443", "endpoint": mix.backend.to_string(),
+        "bytes_in": mix.bytes, "bytes_out": mix.bytes, "reason": "completed", "ended_by": "client",
+    });
+    for (k, v) in expect.as_object().unwrap() {
+        assert_eq!(&routed[k], v, "{k} in {routed}");
+    }
+    for k in ["hello_ms", "connect_ms"] {
+        assert!(routed[k].as_f64().is_some(), "{k} in {routed}");
+    }
+    let limited = by_client(mix.limited);
+    let expect = json!({
+        "listener": null, "sni": null, "alpn": null, "route": null, "backend": null,
+        "endpoint": null, "bytes_in": 0, "bytes_out": 0, "hello_ms": null, "connect_ms": null,
+        "reason": "limit_global", "ended_by": "gateway",
+    });
+    for (k, v) in expect.as_object().unwrap() {
+        assert_eq!(&limited[k], v, "{k} in {limited}");
+    }
+    let unknown = by_client(mix.unknown);
+    let expect = json!({
+        "listener": LISTENER_A, "sni": "unknown.example.com", "alpn": null, "route": null,
+        "backend": null, "endpoint": null, "bytes_in": 0, "bytes_out": 0, "connect_ms": null,
+        "reason": "no_route", "ended_by": "gateway",
+    });
+    for (k, v) in expect.as_object().unwrap() {
+        assert_eq!(&unknown[k], v, "{k} in {unknown}");
+    }
+    assert!(unknown["hello_ms"].as_f64().is_some(), "{unknown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_access_log_on_stdout_has_a_line_per_connection_by_the_end_of_a_graceful_stop() {
+    let (mut gw, mix) = logged_mix(&["--access-log", "json"]).await;
+    let lines: Vec<serde_json::Value> = gw
+        .stdout_to_end(WAIT)
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("reason").is_some())
+        .collect();
+    check_access_log(&lines, &mix, &gw);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_access_log_file_has_a_line_per_connection_by_the_end_of_a_graceful_stop() {
+    let dir = TempDir::new("access-log");
+    let path = dir.0.join("access.log");
+    let path = path.to_str().unwrap();
+    let (gw, mix) = logged_mix(&["--access-log", "text", "--access-log-path", path]).await;
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(text_line_as_json).collect();
+    check_access_log(&lines, &mix, &gw);
+}
