@@ -920,3 +920,145 @@ async fn a_text_access_log_file_has_a_line_per_connection_by_the_end_of_a_gracef
     let lines: Vec<serde_json::Value> = text.lines().map(text_line_as_json).collect();
     check_access_log(&lines, &mix, &gw);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Descriptors and sockets
+
+/// Descriptors below `limit` the process `pid` has open: the ones its open-file limit counts
+/// (one inherited above it, such as a jobserver pipe, does not take a number below it).
+fn open_descriptors(pid: u32, limit: usize) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
+        .filter(|&fd| fd < limit)
+        .count()
+}
+
+/// User plus system CPU time of `pid`, in clock ticks (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may contain spaces; the fields after it do not.
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    // fields[0] is field 3 (state): utime is field 14, stime 15.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Clock ticks per second.
+fn clock_ticks() -> u64 {
+    let out = std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_descriptors_the_accept_loop_backs_off_without_spinning_and_recovers() {
+    const LIMIT: usize = 64;
+    const CLIENTS: usize = 100;
+    let tls = Tls::new();
+    let backend = EchoBackend::start(false).await;
+    let port = free_port();
+    let manifests = [
+        listeners("gw", &[("a", port)]),
+        route("foo", "gw", &[FOO], &[("foo", 1)]),
+        service("foo", 443, backend.addr),
+    ]
+    .concat();
+    // `ulimit -n` lowers both limits: sniway's raise to the hard limit then changes nothing.
+    let wrapper = ["sh", "-c", &format!("ulimit -n {LIMIT} && exec \"$0\" \"$@\"")];
+    let gw = Gateway::start_wrapped(&manifests, port, &["--hello-timeout", "5m"], &wrapper);
+    let pid = gw.pid();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let nofile: Vec<&str> = nofile.split_whitespace().collect();
+    assert_eq!(nofile[3..5], [LIMIT.to_string(), LIMIT.to_string()], "{limits}");
+
+    // Silent connections: each accepted one holds a descriptor until its hello deadline. The
+    // kernel completes the rest and queues them.
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(connect_from(None, gw.addr).await);
+    }
+    let deadline = Instant::now() + WAIT;
+    while open_descriptors(pid, LIMIT) < LIMIT {
+        assert!(Instant::now() < deadline, "{} descriptors open", open_descriptors(pid, LIMIT));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Exhausted, with connections waiting: the accept loop fails with EMFILE and must wait.
+    let window = Duration::from_secs(2);
+    let before = cpu_ticks(pid);
+    std::thread::sleep(window);
+    let used = cpu_ticks(pid) - before;
+    let per_second = clock_ticks();
+    assert_eq!(open_descriptors(pid, LIMIT), LIMIT);
+    // A loop retrying accept at once would use about a whole core (2 s of ticks); backing off,
+    // a few wake-ups a second cost next to nothing. A tenth of the window is the bound.
+    assert!(
+        used * 10 <= per_second * window.as_secs(),
+        "{used} ticks of CPU in {window:?} ({per_second}/s) while out of descriptors\n{}",
+        gw.log()
+    );
+    let log = gw.log();
+    assert!(
+        log.contains("accept failed; backing off") && log.contains("os error 24"),
+        "no back-off warning with EMFILE:\n{log}"
+    );
+
+    // The clients leave: every queued connection is accepted and ends, and serving resumes on
+    // its own.
+    drop(clients);
+    wait_metric(&gw, "sniway_hello_failures_total", &[("reason", "closed")], CLIENTS as f64);
+    let s = echoed(gw.addr, &tls.client_hello(FOO)).await;
+    drop(s);
+    let body = wait_idle(&gw);
+    assert_eq!(metric(&body, "sniway_connections_total", &[]), 1.0, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accepted_client_sockets_have_keep_alive_with_the_configured_timing() {
+    let tls = Tls::new();
+    let backend = EchoBackend::start(false).await;
+    let args = ["--keepalive-idle", "7s", "--keepalive-interval", "3s"];
+    let (gw, _) = gateway_with(&["a"], backend.addr, "", &args).await;
+    let s = echoed(gw.addr, &tls.client_hello(FOO)).await;
+    let client = s.local_addr().unwrap();
+    let filter = format!("( sport = :{} and dport = :{} )", gw.addr.port(), client.port());
+    let out = std::process::Command::new("ss")
+        .args(["-tnoe", "state", "established", &filter])
+        .output()
+        .expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&client.to_string()))
+        .unwrap_or_else(|| panic!("the gateway's socket for {client} is not listed:\n{text}"));
+    // timer:(keepalive,6.996ms,0): the first probe is due within the 7 s idle time.
+    let timer = line
+        .split("timer:(keepalive,")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .unwrap_or_else(|| panic!("no keep-alive timer: {line}"));
+    let secs = ss_seconds(timer).unwrap_or_else(|| panic!("{timer} in {line}"));
+    assert!(secs > 0.0 && secs <= 7.0, "{line}");
+    drop(s);
+}
+
+/// A timer as `ss` prints it (`[Nmin][S.|Ssec][MMMms]`: `6.996ms` is 6.996 s, `7sec`, `340ms`),
+/// in seconds.
+fn ss_seconds(t: &str) -> Option<f64> {
+    let (minutes, rest) = match t.split_once("min") {
+        Some((m, r)) => (m.parse::<f64>().ok()?, r),
+        None => (0.0, t),
+    };
+    let secs = if let Some(s) = rest.strip_suffix("sec") {
+        s.parse::<f64>().ok()?
+    } else if let Some(ms) = rest.strip_suffix("ms") {
+        match ms.split_once('.') {
+            Some((s, ms)) => s.parse::<f64>().ok()? + ms.parse::<f64>().ok()? / 1000.0,
+            None => ms.parse::<f64>().ok()? / 1000.0,
+        }
+    } else if rest.is_empty() {
+        0.0
+    } else {
+        return None;
+    };
+    Some(minutes * 60.0 + secs)
+}
