@@ -212,7 +212,10 @@ async fn connect_from(from: Option<[u8; 4]>, addr: SocketAddr) -> TcpStream {
     if let Some(ip) = from {
         sock.bind(SocketAddr::from((ip, 0))).unwrap();
     }
-    tokio::time::timeout(WAIT, sock.connect(addr)).await.expect("connect timed out").unwrap()
+    tokio::time::timeout(WAIT, sock.connect(addr))
+        .await
+        .expect("connect timed out")
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
 }
 
 /// How a stream ended for the reader: `Ok(bytes)` at a clean end of stream, or the error kind.
@@ -974,12 +977,16 @@ async fn out_of_descriptors_the_accept_loop_backs_off_without_spinning_and_recov
     // Silent connections: each accepted one holds a descriptor until its hello deadline. The
     // kernel completes the rest and queues them.
     let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        clients.push(connect_from(None, gw.addr).await);
+    for i in 0..CLIENTS {
+        match TcpStream::connect(gw.addr).await {
+            Ok(s) => clients.push(s),
+            Err(e) => panic!("connection {i} to {}: {e}\n{}", gw.addr, gw.log()),
+        }
     }
     let deadline = Instant::now() + WAIT;
     while open_descriptors(pid, LIMIT) < LIMIT {
-        assert!(Instant::now() < deadline, "{} descriptors open", open_descriptors(pid, LIMIT));
+        let open = open_descriptors(pid, LIMIT);
+        assert!(Instant::now() < deadline, "{open} descriptors open\n{}", gw.log());
         std::thread::sleep(Duration::from_millis(20));
     }
     // Exhausted, with connections waiting: the accept loop fails with EMFILE and must wait.
