@@ -25,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// The labels of an exposition line `name{k="v",...} value`, and its value, when the line is a
 /// sample of `name`.
-fn parse_sample<'a>(line: &'a str, name: &str) -> Option<(Vec<(String, String)>, f64)> {
+fn parse_sample(line: &str, name: &str) -> Option<(Vec<(String, String)>, f64)> {
     let rest = line.strip_prefix(name)?;
     let (labels, value) = match rest.strip_prefix('{') {
         Some(r) => {
