@@ -8,7 +8,8 @@
 //! Every refusal up to that decision closes the client socket with nothing written (digest
 //! `gateway-api-tls.md` §3: "close the socket without writing"; the conformance suite treats a TLS
 //! alert as a failure). The close is a FIN, or a RST when the client sent bytes that were not
-//! read. On a Terminate listener, a handshake that fails afterwards may end with rustls' alert,
+//! read; a hello that is not complete at its deadline is closed with a RST, as every deadline
+//! ends a connection (the handshake deadline and the relay's too). On a Terminate listener, a handshake that fails afterwards may end with rustls' alert,
 //! and a backend that cannot be reached after the handshake gets the client a close_notify.
 
 use std::net::SocketAddr;
@@ -189,9 +190,8 @@ impl Terminated {
             let meter = |up, down| path.moved(up, down);
             let (t, result) = terminate::relay(&mut tls, &mut backend, &mut watchdog, meter).await;
             if result.is_err() {
-                // Propagate the abort: closing with linger 0 sends RST instead of FIN.
                 for s in [tls.get_ref().0.get_ref(), &backend] {
-                    let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+                    relay::abort_on_close(s);
                 }
             }
             finish(&inner, &session, t, result);
@@ -220,6 +220,10 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
     let detected = match detect::read_hello(&mut stream, sock.hello_timeout).await {
         Ok(d) => d,
         Err(e) => {
+            if matches!(e, ConnError::HelloTimeout(_)) {
+                // A deadline ends the connection with a reset, as in the relay.
+                relay::abort_on_close(&stream);
+            }
             unrouted(inner, Some(sock), local, start, &e, log);
             return None;
         }

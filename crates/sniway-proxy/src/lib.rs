@@ -50,10 +50,11 @@
 //! 6. Passthrough: replay every byte read so far (usually sent whole right after the connect),
 //!    then relay both ways until both directions have ended. Terminate: relay plaintext both
 //!    ways, half-close mapped to close_notify. The idle, half-close and lifetime deadlines end a
-//!    connection with a reset to both sides.
+//!    connection with a reset to both sides; the hello and handshake deadlines reset the client.
 //! 7. Count it, and write its access log line.
 //!
-//! Any failure before step 4 closes the client socket without writing a byte. A failed handshake
+//! Any failure before step 4 closes the client socket without writing a byte (with a reset when
+//! the hello deadline passed). A failed handshake
 //! may get a TLS alert from rustls; a backend failure after the handshake gets a close_notify. On
 //! shutdown the listening sockets close first, then live connections get up to the drain period,
 //! then the rest are cut with a reset and counted in the log.

@@ -136,9 +136,8 @@ pub fn relay<'a, M: FnMut(u64, u64) + 'a>(
         })
         .await;
         if result.is_err() {
-            // Propagate the abort: closing with linger 0 sends RST instead of FIN.
             for s in [client, backend] {
-                let _ = SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+                abort_on_close(s);
             }
         }
         let t = Transferred {
@@ -147,6 +146,14 @@ pub fn relay<'a, M: FnMut(u64, u64) + 'a>(
             first_to_finish: first,
         };
         (t, result)
+    }
+}
+
+/// Makes closing `socket` abort the connection: with `SO_LINGER` 0 the close sends a reset
+/// instead of a FIN, so the peer cannot take a stream the gateway cut for a complete one.
+pub(crate) fn abort_on_close(socket: &TcpStream) {
+    if let Err(e) = SockRef::from(socket).set_linger(Some(std::time::Duration::ZERO)) {
+        tracing::debug!(error = %e, "setting SO_LINGER 0");
     }
 }
 

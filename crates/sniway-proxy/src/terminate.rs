@@ -115,7 +115,8 @@ impl ResolvesServerCert for Resolver {
 }
 
 /// Completes the server handshake on `stream`, whose first bytes (the ClientHello and anything
-/// read with it) were already read into `buffered`, within `timeout`.
+/// read with it) were already read into `buffered`, within `timeout`. Past the deadline the
+/// socket is set to close with a reset.
 pub async fn handshake(
     server_config: Arc<rustls::ServerConfig>,
     stream: TcpStream,
@@ -123,10 +124,17 @@ pub async fn handshake(
     timeout: Duration,
 ) -> Result<TlsStream<Prefixed<TcpStream>>, ConnError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
-    match tokio::time::timeout(timeout, acceptor.accept(Prefixed::new(buffered, stream))).await {
+    let mut accept = acceptor.accept(Prefixed::new(buffered, stream));
+    match tokio::time::timeout(timeout, &mut accept).await {
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err(e)) => Err(ConnError::TlsHandshake(e)),
-        Err(_elapsed) => Err(ConnError::TlsHandshakeTimeout(timeout)),
+        Err(_elapsed) => {
+            // A deadline ends the connection with a reset, as in the relay.
+            if let Some(io) = accept.get_ref() {
+                crate::relay::abort_on_close(io.get_ref());
+            }
+            Err(ConnError::TlsHandshakeTimeout(timeout))
+        }
     }
 }
 

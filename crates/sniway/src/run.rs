@@ -97,6 +97,14 @@ async fn serve(args: RunArgs) -> Result<ExitCode> {
     // The first load must succeed: there is no earlier table to keep serving.
     let input = args.input.clone();
     let first = compile_blocking(input.clone()).await?;
+    // Before any socket is bound: once clients may connect, they may take every descriptor left
+    // (a connection flood under a low open-file limit), and the watcher could not start. And
+    // before the ready line: an edit made once a script has seen it is reloaded.
+    let mut watcher = if args.no_watch || input.files.iter().all(|f| f.as_os_str() == "-") {
+        None
+    } else {
+        Some(crate::watch::Watcher::new(&input.files, DEBOUNCE).context("watching the manifests")?)
+    };
     let proxy = Proxy::new(proxy_config(&args), access_log(&args)?);
     let live = Arc::new(Live {
         proxy: proxy.clone(),
@@ -125,13 +133,6 @@ async fn serve(args: RunArgs) -> Result<ExitCode> {
             Some(local)
         }
     };
-    // Watching before the ready line: an edit made once a script has seen it is reloaded.
-    let mut watcher = if args.no_watch || input.files.iter().all(|f| f.as_os_str() == "-") {
-        None
-    } else {
-        Some(crate::watch::Watcher::new(&input.files, DEBOUNCE).context("watching the manifests")?)
-    };
-
     event(
         json!({ "ready": { "admin": admin.map(|a| a.to_string()), "sockets": sockets_json(&sockets) } }),
     );

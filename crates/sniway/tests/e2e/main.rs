@@ -4,6 +4,7 @@
 mod bulk;
 mod cli;
 mod clients;
+mod operations;
 mod rejects;
 mod reload;
 mod routing;

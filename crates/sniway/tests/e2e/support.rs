@@ -110,12 +110,29 @@ impl Gateway {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Gateway {
+        Self::start_inner(manifests, port, extra, env, &[])
+    }
+
+    /// As [`Gateway::start`], with the gateway's command line appended to `wrapper` (a program
+    /// and its arguments), e.g. `["sh", "-c", "ulimit -n 64 && exec \"$0\" \"$@\""]`. The
+    /// wrapper must `exec` the gateway, so that [`Gateway::pid`] is the gateway's.
+    pub fn start_wrapped(manifests: &str, port: u16, extra: &[&str], wrapper: &[&str]) -> Gateway {
+        Self::start_inner(manifests, port, extra, &[], wrapper)
+    }
+
+    fn start_inner(
+        manifests: &str,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Gateway {
         let mut manifests = manifests.to_string();
         let mut ports: Vec<(u16, u16)> = Vec::new();
         for _attempt in 0..5 {
             let dir = TempDir::new("gw");
             let file = dir.write("manifests.yaml", &manifests);
-            let mut gw = Self::spawn(&file, extra, env, dir, port, ports.clone());
+            let mut gw = Self::spawn(&file, extra, env, wrapper, dir, port, ports.clone());
             let ready = gw.wait_event("ready");
             let taken: Vec<u16> = ready["ready"]["sockets"]
                 .as_array()
@@ -155,11 +172,20 @@ impl Gateway {
         file: &std::path::Path,
         extra: &[&str],
         env: &[(&str, &str)],
+        wrapper: &[&str],
         dir: TempDir,
         port: u16,
         ports: Vec<(u16, u16)>,
     ) -> Gateway {
-        let mut child = Command::new(bin())
+        let mut command = match wrapper.split_first() {
+            None => Command::new(bin()),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin());
+                c
+            }
+        };
+        let mut child = command
             .arg("run")
             .arg("-f")
             .arg(file)
@@ -275,6 +301,22 @@ impl Gateway {
     /// Every line the gateway wrote to standard output so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until the gateway has closed its standard output (it exited) and every
+    /// line was read; returns every line it wrote.
+    pub fn stdout_to_end(&mut self, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(_) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return self.stdout(),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("sniway's standard output still open after {within:?}:\n{}", self.log())
+                }
+            }
+        }
     }
 
     /// The process id, for signals.
