@@ -163,7 +163,7 @@ impl Gateway {
     pub fn start_as_is(manifests: &str, port: u16, extra: &[&str]) -> Gateway {
         let dir = TempDir::new("gw");
         let file = dir.write("manifests.yaml", manifests);
-        let mut gw = Self::spawn(&file, extra, &[], dir, port, Vec::new());
+        let mut gw = Self::spawn(&file, extra, &[], &[], dir, port, Vec::new());
         gw.peek_event("ready");
         gw
     }
