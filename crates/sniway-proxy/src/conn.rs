@@ -9,8 +9,9 @@
 //! `gateway-api-tls.md` §3: "close the socket without writing"; the conformance suite treats a TLS
 //! alert as a failure). The close is a FIN, or a RST when the client sent bytes that were not
 //! read; a hello that is not complete at its deadline is closed with a RST, as every deadline
-//! ends a connection (the handshake deadline and the relay's too). On a Terminate listener, a handshake that fails afterwards may end with rustls' alert,
-//! and a backend that cannot be reached after the handshake gets the client a close_notify.
+//! ends a connection (the handshake deadline and the relay's too). On a Terminate listener, a
+//! handshake that fails afterwards may end with rustls' alert, and a backend that cannot be
+//! reached after the handshake gets the client a close_notify.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
