@@ -68,7 +68,7 @@ impl GatewayDuration {
             total += unit;
             parts += 1;
         }
-        (parts >= 1 && parts <= 4).then_some(GatewayDuration(total))
+        (1..=4).contains(&parts).then_some(GatewayDuration(total))
     }
 }
 

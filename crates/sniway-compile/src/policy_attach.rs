@@ -89,6 +89,13 @@ pub(crate) struct Attached {
     pub statuses: Vec<ObjectStatus<PolicyStatus>>,
 }
 
+/// Where a targetRef leads: its Gateway (state index) and the listeners it reaches, or why it
+/// reaches nothing.
+type Target = Result<(usize, Vec<usize>), String>;
+
+/// A field a policy lost: (field, listener, winning policy).
+type Lost = (&'static str, String, String);
+
 /// One targetRef reaching one listener.
 #[derive(Clone, Copy)]
 struct Hit {
@@ -110,7 +117,7 @@ pub(crate) fn attach(
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
 
     // targetRef -> Ok(gateway, listeners reached) or Err(why not found).
-    let mut resolved: Vec<Vec<Result<(usize, Vec<usize>), String>>> = Vec::new();
+    let mut resolved: Vec<Vec<Target>> = Vec::new();
     let mut hits: BTreeMap<(usize, usize), Vec<Hit>> = BTreeMap::new();
     for (pi, p) in policies.iter().enumerate() {
         let ns = p.meta.namespace.as_str();
@@ -134,7 +141,7 @@ pub(crate) fn attach(
     // Field by field per listener: most specific, then oldest.
     let mut settings = BTreeMap::new();
     // (policy, target) -> [(field, listener, winner)]
-    let mut lost: BTreeMap<(usize, usize), Vec<(&'static str, String, String)>> = BTreeMap::new();
+    let mut lost: BTreeMap<(usize, usize), Vec<Lost>> = BTreeMap::new();
     // (policy, target) that took at least one field somewhere.
     let mut won = std::collections::BTreeSet::new();
     for (&(g, li), hs) in &hits {
@@ -233,7 +240,7 @@ fn resolve(
     by_key: &BTreeMap<(&str, &str), usize>,
     ns: &str,
     t: &crate::policy::PolicyTargetReference,
-) -> Result<(usize, Vec<usize>), String> {
+) -> Target {
     if t.group != GATEWAY_GROUP || t.kind != "Gateway" {
         return Err(format!(
             "target kind {} ({:?}) is not supported: a ListenerPolicy targets Gateways \
@@ -263,7 +270,7 @@ fn resolve(
 }
 
 /// `Accepted=False/Conflicted` naming every lost field, where, and to whom.
-fn conflicted(lost: &[(&'static str, String, String)], applies_some: bool) -> Cond {
+fn conflicted(lost: &[Lost], applies_some: bool) -> Cond {
     // (listener, winner) -> fields, in first-seen order.
     let mut groups: Vec<((&str, &str), Vec<&str>)> = Vec::new();
     for (field, listener, winner) in lost {
