@@ -26,12 +26,6 @@ use crate::compile::age;
 use crate::gateway::GatewayState;
 use crate::policy::{AncestorRef, ListenerPolicySpec, PolicyAncestorStatus, PolicyStatus};
 use crate::resources::{Object, Resources};
-
-/// Where a targetRef leads: (Gateway, listeners reached), or why it leads nowhere.
-type Target = Result<(usize, Vec<usize>), String>;
-
-/// A field a policy lost on a listener: (field, listener, the winning policy).
-type Lost = (&'static str, String, String);
 use crate::status::ObjectStatus;
 use crate::status::conditions::{CONTROLLER_NAME, Cond, reasons, types};
 
@@ -94,6 +88,13 @@ pub(crate) struct Attached {
     /// Every ListenerPolicy, sorted by `namespace/name`.
     pub statuses: Vec<ObjectStatus<PolicyStatus>>,
 }
+
+/// Where a targetRef leads: its Gateway (state index) and the listeners it reaches, or why it
+/// reaches nothing.
+type Target = Result<(usize, Vec<usize>), String>;
+
+/// A field a policy lost: (field, listener, winning policy).
+type Lost = (&'static str, String, String);
 
 /// One targetRef reaching one listener.
 #[derive(Clone, Copy)]
@@ -239,7 +240,7 @@ fn resolve(
     by_key: &BTreeMap<(&str, &str), usize>,
     ns: &str,
     t: &crate::policy::PolicyTargetReference,
-) -> Result<(usize, Vec<usize>), String> {
+) -> Target {
     if t.group != GATEWAY_GROUP || t.kind != "Gateway" {
         return Err(format!(
             "target kind {} ({:?}) is not supported: a ListenerPolicy targets Gateways \
@@ -269,7 +270,7 @@ fn resolve(
 }
 
 /// `Accepted=False/Conflicted` naming every lost field, where, and to whom.
-fn conflicted(lost: &[(&'static str, String, String)], applies_some: bool) -> Cond {
+fn conflicted(lost: &[Lost], applies_some: bool) -> Cond {
     // (listener, winner) -> fields, in first-seen order.
     let mut groups: Vec<((&str, &str), Vec<&str>)> = Vec::new();
     for (field, listener, winner) in lost {

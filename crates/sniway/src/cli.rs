@@ -22,7 +22,8 @@ pub struct Cli {
 enum Command {
     /// Serve the Gateways in the given manifests.
     Run(RunArgs),
-    /// Load and compile manifests, then print every Gateway and TLSRoute with its status.
+    /// Load and compile manifests, then print every Gateway, TLSRoute and ListenerPolicy with its
+    /// status.
     Check(CheckArgs),
     /// Start built-in TLS backends and a gateway in front of them, and show the routing.
     Demo(DemoArgs),
@@ -147,6 +148,9 @@ pub enum Format {
     Yaml,
     /// JSON, as `kubectl get -o json`.
     Json,
+    /// Tables of Gateways, TLSRoutes and ListenerPolicies with their conditions and resolved
+    /// backends, as `kubectl get -o wide`.
+    Wide,
 }
 
 /// `sniway check`.
@@ -157,6 +161,11 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "yaml")]
     pub output: Format,
+    /// Do not try to bind the listeners' sockets (by default a socket that cannot be bound here,
+    /// e.g. a port another process holds, shows as PortUnavailable). For checking manifests on
+    /// another machine than the one that serves them.
+    #[arg(long)]
+    pub no_bind_check: bool,
 }
 
 /// `sniway demo`.

@@ -11,7 +11,7 @@ fn repo_file(rel: &str) -> String {
 #[test]
 fn check_prints_a_v1_list_with_the_status_of_every_gateway_and_route() {
     let out = Command::new(bin())
-        .args(["check", "-o", "json", "-f"])
+        .args(["check", "--no-bind-check", "-o", "json", "-f"])
         .arg(repo_file("examples/demo"))
         .output()
         .unwrap();
@@ -164,7 +164,8 @@ fn every_bundled_example_loads_and_every_route_is_accepted_with_resolved_refs() 
         "examples/tlsroute-guide",
         "examples/tls-routing",
     ] {
-        let list = check_json(&["-f", &repo_file(dir)], None);
+        // Not bound here: the examples' ports (8443, 443) may be in use on this machine.
+        let list = check_json(&["--no-bind-check", "-f", &repo_file(dir)], None);
         let items = list["items"].as_array().unwrap();
         assert!(items.iter().any(|i| i["kind"] == "TLSRoute"), "{dir}: no route");
         for item in items {
@@ -185,4 +186,53 @@ fn every_bundled_example_loads_and_every_route_is_accepted_with_resolved_refs() 
             }
         }
     }
+}
+
+#[test]
+fn check_wide_prints_gateway_route_and_backend_tables() {
+    let out = Command::new(bin())
+        .args(["check", "--no-bind-check", "-o", "wide", "-f"])
+        .arg(repo_file("examples/demo"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("NAMESPACE   NAME ") && lines[0].ends_with("PROGRAMMED   LISTENERS"),
+        "{text}"
+    );
+    let gw = lines.iter().find(|l| l.contains("demo-gateway")).unwrap();
+    assert!(gw.contains("127.0.0.1"), "{text}");
+    assert!(gw.contains("tls:8443/Passthrough[Accepted=True,Programmed=True]"), "{text}");
+    assert!(gw.contains("secure:8443/Terminate[Accepted=True,Programmed=True]"), "{text}");
+    let header = lines.iter().find(|l| l.contains("HOSTNAMES")).unwrap();
+    let backends_col = header.find("BACKENDS").unwrap();
+    let foo = lines.iter().find(|l| l.contains(" foo.example.com ")).unwrap();
+    assert_eq!(&foo[backends_col..backends_col + 4], "defa", "aligned under BACKENDS: {text}");
+    assert!(foo.contains("(1)=127.0.0.1:9441"), "{text}");
+    assert!(!text.contains("PRIVATE KEY"), "key material in check output");
+}
+
+#[test]
+fn check_reports_a_port_held_by_another_process_as_port_unavailable() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let dir = TempDir::new("busy");
+    let file = dir.write("gw.yaml", &passthrough_gateway("busy", port));
+    let list = check_json(&["--bind-address", "127.0.0.1", "-f", file.to_str().unwrap()], None);
+    let gw = &list["items"][0];
+    let listener = &gw["status"]["listeners"][0];
+    let accepted = condition(&listener["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "False");
+    assert_eq!(accepted["reason"], "PortUnavailable");
+    let msg = accepted["message"].as_str().unwrap();
+    assert!(msg.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")), "{msg}");
+    assert_eq!(condition(&listener["conditions"], "Programmed")["reason"], "Pending");
+    assert_eq!(condition(&gw["status"]["conditions"], "Programmed")["reason"], "Pending");
+    assert_eq!(gw["status"]["addresses"], serde_json::json!([]));
+    drop(held);
+    let list = check_json(&["--bind-address", "127.0.0.1", "-f", file.to_str().unwrap()], None);
+    let listener = &list["items"][0]["status"]["listeners"][0];
+    assert_eq!(condition(&listener["conditions"], "Programmed")["status"], "True");
 }
