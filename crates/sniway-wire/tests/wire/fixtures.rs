@@ -2,10 +2,9 @@
 
 use sniway_wire::{ClientHello, HelloError, MAX_HELLO_LEN, ServerName, parse_client_hello};
 
-use crate::support::{
-    Fixture, XorShift, fixtures, frame, handshake_bytes, large_hello, parse_complete, parse_err,
-    record,
-};
+use sniway_testkit::{frame, handshake_bytes, large_hello, record};
+
+use crate::support::{Fixture, XorShift, fixtures, parse_complete, parse_err};
 
 fn check(fixture: &Fixture, hello: &ClientHello) {
     let name = fixture.name;

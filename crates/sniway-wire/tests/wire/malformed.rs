@@ -2,10 +2,12 @@
 
 use sniway_wire::{HelloError, MAX_HELLO_LEN, ServerName, parse_client_hello};
 
-use crate::support::{
-    EXT_ALPN, EXT_ECH, EXT_SERVER_NAME, EXT_SUPPORTED_VERSIONS, HelloBuilder, frame,
-    parse_complete, parse_err, record, sni_list,
+use sniway_testkit::{
+    EXT_ALPN, EXT_ECH, EXT_SERVER_NAME, EXT_SUPPORTED_VERSIONS, HelloBuilder, frame, record,
+    sni_list,
 };
+
+use crate::support::{parse_complete, parse_err};
 
 fn malformed(builder: &HelloBuilder) {
     let stream = builder.records();
