@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use sniway_model::{Backend, RoutingTable};
 use sniway_proxy::{Proxy, ProxyConfig};
+use sniway_testkit::hello;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

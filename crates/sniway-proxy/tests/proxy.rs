@@ -6,6 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use sniway_proxy::ProxyConfig;
+use sniway_testkit::{HelloBuilder, hello};
 use support::*;
 use tokio::io::AsyncWriteExt;
 
@@ -105,7 +106,7 @@ async fn hello_spread_over_many_records_routes_and_is_replayed_unchanged() {
     )]))
     .await;
     // A 17 KiB hello (post-quantum sized and beyond) in 7-byte records.
-    let h = records(&hello_message(Some("a.example.com"), 17 * 1024), 7);
+    let h = HelloBuilder::minimal().sni(b"a.example.com").padding(17 * 1024).records_of(7);
     assert!(h.len() > 25_000);
     let mut s = connect(p.addr).await;
     s.write_all(&h).await.expect("write");
@@ -154,11 +155,11 @@ async fn incomplete_hello_is_closed_at_the_deadline() {
 async fn hello_without_sni_or_with_an_invalid_name_is_closed() {
     let a = echo_backend("a").await;
     let p = start(mk_table(vec![(None, mk_route("r", vec![mk_endpoints("a", &[a])]))])).await;
-    let no_sni = hello_message(None, 0);
-    let bad_name = hello_message(Some("bad name!"), 0);
+    let no_sni = HelloBuilder::minimal().records();
+    let bad_name = HelloBuilder::minimal().sni(b"bad name!").records();
     for h in [&no_sni, &bad_name] {
         let mut s = connect(p.addr).await;
-        s.write_all(&records(h, h.len())).await.expect("write");
+        s.write_all(h).await.expect("write");
         assert_closed_silently(&mut s).await;
     }
 }
@@ -279,7 +280,7 @@ async fn a_large_hello_to_a_slow_backend_is_replayed_whole_and_in_order() {
     socket.set_nonblocking(true).expect("nonblocking");
     let listener = tokio::net::TcpListener::from_std(socket.into()).expect("listener");
     let backend = listener.local_addr().expect("addr");
-    let h = records(&hello_message(Some("a.example.com"), 60 * 1024), 16 * 1024);
+    let h = HelloBuilder::minimal().sni(b"a.example.com").padding(60 * 1024).records_of(16 * 1024);
     let tail = b"and what came after";
     let expected = [h.as_slice(), tail].concat();
     let received = tokio::spawn(async move {

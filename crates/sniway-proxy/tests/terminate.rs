@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use rustls::HandshakeKind;
 use sniway_model::{CertificateSet, RoutingTable, TerminateConfig};
 use sniway_proxy::ProxyConfig;
+use sniway_testkit::{
+    HelloBuilder, TestCa, client_config, client_config_any_certificate, client_config_versions,
+    record_kinds, rustls_client_hello,
+};
 use support::tls::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -204,33 +208,17 @@ async fn unroutable_names_on_a_terminate_listener_are_closed_with_nothing_writte
 
 /// A TLS 1.0 ClientHello: legacy_version 0x0301, no supported_versions extension, CBC suites.
 fn tls10_client_hello(sni: &str) -> Vec<u8> {
-    let name = sni.as_bytes();
-    let mut ext = Vec::new();
-    ext.extend_from_slice(&0u16.to_be_bytes()); // server_name
-    ext.extend_from_slice(&u16::try_from(name.len() + 5).unwrap().to_be_bytes());
-    ext.extend_from_slice(&u16::try_from(name.len() + 3).unwrap().to_be_bytes());
-    ext.push(0);
-    ext.extend_from_slice(&u16::try_from(name.len()).unwrap().to_be_bytes());
-    ext.extend_from_slice(name);
-    ext.extend_from_slice(&[0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x17]); // groups: P-256
-    ext.extend_from_slice(&[0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]); // ec_point_formats
-
-    let mut body = vec![0x03, 0x01];
-    body.extend((0..32u8).map(|i| i.wrapping_mul(13)));
-    body.push(0);
-    // ECDHE-ECDSA/RSA-AES128-SHA, AES128-SHA, AES256-SHA
-    body.extend_from_slice(&[0x00, 0x08, 0xc0, 0x09, 0xc0, 0x13, 0x00, 0x2f, 0x00, 0x35]);
-    body.extend_from_slice(&[0x01, 0x00]);
-    body.extend_from_slice(&u16::try_from(ext.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(&ext);
-
-    let mut msg = vec![1u8];
-    msg.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes()[1..]);
-    msg.extend_from_slice(&body);
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend_from_slice(&u16::try_from(msg.len()).unwrap().to_be_bytes());
-    rec.extend_from_slice(&msg);
-    rec
+    HelloBuilder {
+        legacy_version: 0x0301,
+        random: std::array::from_fn(|i| (i as u8).wrapping_mul(13)),
+        // ECDHE-ECDSA/RSA-AES128-SHA, AES128-SHA, AES256-SHA
+        cipher_suites: vec![0xc0, 0x09, 0xc0, 0x13, 0x00, 0x2f, 0x00, 0x35],
+        ..HelloBuilder::minimal()
+    }
+    .sni(sni.as_bytes())
+    .ext(10, vec![0x00, 0x02, 0x00, 0x17]) // supported_groups: P-256
+    .ext(11, vec![0x01, 0x00]) // ec_point_formats: uncompressed
+    .records()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
-//! Test helpers: routing tables built by hand (`mk_*`), ClientHello bytes, loopback backends and
-//! a proxy running on an ephemeral port.
+//! Test helpers: routing tables built by hand (`mk_*`), loopback backends and a proxy running on
+//! an ephemeral port. ClientHello bytes come from `sniway-testkit`.
 
 #![allow(dead_code)]
 
@@ -14,6 +14,7 @@ use sniway_model::{
     RoutingTable, SocketTable, WeightedBackend,
 };
 use sniway_proxy::{AccessLog, Drained, Proxy, ProxyConfig};
+use sniway_testkit::hello;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -82,61 +83,6 @@ pub fn mk_table(routes: Vec<(Option<&str>, Arc<Route>)>) -> Arc<RoutingTable> {
     Arc::new(RoutingTable {
         sockets: vec![mk_socket("127.0.0.1:0", vec![mk_listener(None, routes)])],
     })
-}
-
-// === ClientHello bytes ===
-
-/// A minimal valid ClientHello handshake message (type 1, TLS 1.2 legacy version, one cipher
-/// suite, null compression), with a server_name extension when `sni` is given and a padding
-/// extension of `padding` bytes.
-pub fn hello_message(sni: Option<&str>, padding: usize) -> Vec<u8> {
-    let mut ext = Vec::new();
-    if let Some(name) = sni {
-        let name = name.as_bytes();
-        let entry_len = 3 + name.len();
-        ext.extend_from_slice(&0u16.to_be_bytes()); // server_name
-        ext.extend_from_slice(&u16::try_from(entry_len + 2).unwrap().to_be_bytes());
-        ext.extend_from_slice(&u16::try_from(entry_len).unwrap().to_be_bytes());
-        ext.push(0); // host_name
-        ext.extend_from_slice(&u16::try_from(name.len()).unwrap().to_be_bytes());
-        ext.extend_from_slice(name);
-    }
-    if padding > 0 {
-        ext.extend_from_slice(&21u16.to_be_bytes()); // padding (RFC 7685)
-        ext.extend_from_slice(&u16::try_from(padding).unwrap().to_be_bytes());
-        ext.resize(ext.len() + padding, 0);
-    }
-    let mut body = Vec::new();
-    body.extend_from_slice(&[0x03, 0x03]);
-    body.extend((0..32u8).map(|i| i.wrapping_mul(37)));
-    body.push(0); // empty legacy_session_id
-    body.extend_from_slice(&[0x00, 0x02, 0x13, 0x01]); // TLS_AES_128_GCM_SHA256
-    body.extend_from_slice(&[0x01, 0x00]); // null compression
-    body.extend_from_slice(&u16::try_from(ext.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(&ext);
-
-    let mut msg = vec![1u8];
-    let len = u32::try_from(body.len()).unwrap().to_be_bytes();
-    msg.extend_from_slice(&len[1..]);
-    msg.extend_from_slice(&body);
-    msg
-}
-
-/// `message` in TLS handshake records of at most `fragment` bytes each.
-pub fn records(message: &[u8], fragment: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for chunk in message.chunks(fragment) {
-        out.extend_from_slice(&[0x16, 0x03, 0x01]);
-        out.extend_from_slice(&u16::try_from(chunk.len()).unwrap().to_be_bytes());
-        out.extend_from_slice(chunk);
-    }
-    out
-}
-
-/// A ClientHello for `sni` in one record.
-pub fn hello(sni: &str) -> Vec<u8> {
-    let m = hello_message(Some(sni), 0);
-    records(&m, m.len())
 }
 
 // === backends ===
