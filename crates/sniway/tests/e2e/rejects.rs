@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use sniway_testkit::{frame, handshake_bytes, rustls_client_hello};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -53,20 +54,7 @@ fn exchange_with_hello_sent_by(
 
 /// Cuts a TLS handshake record stream into records carrying at most `size` payload bytes each.
 fn reframe(records: &[u8], size: usize) -> Vec<u8> {
-    let mut payload = Vec::new();
-    let mut rest = records;
-    while rest.len() >= 5 {
-        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
-        payload.extend_from_slice(&rest[5..5 + len]);
-        rest = &rest[5 + len..];
-    }
-    let mut out = Vec::new();
-    for chunk in payload.chunks(size) {
-        out.extend_from_slice(&[0x16, 0x03, 0x01]);
-        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
-        out.extend_from_slice(chunk);
-    }
-    out
+    frame(&handshake_bytes(records), size)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -113,10 +101,7 @@ async fn a_client_hello_larger_than_one_segment_is_routed() {
     config.alpn_protocols =
         (0..64).map(|i| format!("sniway-test-protocol-{i:04}").into_bytes()).collect();
     let config = Arc::new(config);
-    let name = ServerName::try_from("foo.example.com").unwrap();
-    let mut probe = rustls::ClientConnection::new(config.clone(), name).unwrap();
-    let mut hello = Vec::new();
-    probe.write_tls(&mut hello).unwrap();
+    let hello = rustls_client_hello(&config, "foo.example.com");
     assert!(hello.len() > 1500, "hello is only {} bytes", hello.len());
     let answer = sniway::demo::client::https_get(
         gw.addr,

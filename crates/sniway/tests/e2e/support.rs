@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
 use sniway::demo::backend::{self, Reply, TlsBackend};
 use sniway::demo::pki::Pki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -476,13 +475,7 @@ impl Tls {
 
     /// The exact bytes a rustls client sends first for `sni`: its real ClientHello.
     pub fn client_hello(&self, sni: &str) -> Vec<u8> {
-        let name = ServerName::try_from(sni.to_string()).unwrap();
-        let mut conn = rustls::ClientConnection::new(self.client.clone(), name).unwrap();
-        let mut out = Vec::new();
-        while conn.wants_write() {
-            conn.write_tls(&mut out).unwrap();
-        }
-        out
+        sniway_testkit::rustls_client_hello(&self.client, sni)
     }
 
     /// Writes the CA certificate to `dir` for openssl and curl.
