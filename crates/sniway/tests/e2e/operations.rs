@@ -766,12 +766,7 @@ async fn logged_mix(extra: &[&str]) -> (Gateway, Mix) {
     let (mut gw, _) = gateway_with(&["a"], backend.addr, "", &args).await;
     let mut config = (*tls.client).clone();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let mut conn =
-        rustls::ClientConnection::new(Arc::new(config), FOO.try_into().unwrap()).unwrap();
-    let mut hello = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut hello).unwrap();
-    }
+    let hello = sniway_testkit::rustls_client_hello(&Arc::new(config), FOO);
     let routed = echoed(gw.addr, &hello).await;
     let routed_addr = routed.local_addr().unwrap();
     let mut over = connect_from(None, gw.addr).await;
