@@ -716,12 +716,7 @@ async fn sigterm_drains_what_finishes_in_time_and_resets_the_rest() {
     let tls = Tls::new();
     let plain = plain_backend(None).await;
     let asked = free_port();
-    let manifests = [
-        passthrough_gateway("gw", asked),
-        route("r", "gw", &["r.example.com"], &[("plain", 1)]),
-        service("plain", 443, plain.addr),
-    ]
-    .concat();
+    let manifests = one_route(asked, "r", "r.example.com", "plain", plain.addr);
     let mut gw = Gateway::start(&manifests, asked, &["--drain-timeout", "3s"]);
     let (term_tx, term) = watch::channel(false);
     let (finishing, holding) = (6, 4);
@@ -789,12 +784,7 @@ async fn a_second_sigterm_during_the_drain_exits_at_once_with_130() {
     let tls = Tls::new();
     let plain = plain_backend(None).await;
     let asked = free_port();
-    let manifests = [
-        passthrough_gateway("gw", asked),
-        route("r", "gw", &["r.example.com"], &[("plain", 1)]),
-        service("plain", 443, plain.addr),
-    ]
-    .concat();
+    let manifests = one_route(asked, "r", "r.example.com", "plain", plain.addr);
     let mut gw = Gateway::start(&manifests, asked, &["--drain-timeout", "60s"]);
     let (term_tx, term) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -843,12 +833,7 @@ async fn sighup_with_live_streams_reloads_and_every_stream_survives() {
     let client = no_resumption(&tls);
     let echo = tls.backend("echo", &["echo.example.com"], BackendReply::Echo).await;
     let asked = free_port();
-    let manifests = [
-        passthrough_gateway("gw", asked),
-        route("echo", "gw", &["echo.example.com"], &[("echo", 1)]),
-        service("echo", 443, echo.addr),
-    ]
-    .concat();
+    let manifests = one_route(asked, "echo", "echo.example.com", "echo", echo.addr);
     let mut gw = Gateway::start(&manifests, asked, &[]);
     let log = gw.log_reader();
     let (stop_tx, stop) = watch::channel(false);

@@ -410,6 +410,17 @@ endpoints:
     )
 }
 
+/// Gateway `gw` with one passthrough listener on `port`, and TLSRoute `name` for `host` to the
+/// Service `svc` whose endpoint is `backend`.
+pub fn one_route(port: u16, name: &str, host: &str, svc: &str, backend: SocketAddr) -> String {
+    [
+        passthrough_gateway("gw", port),
+        route(name, "gw", &[host], &[(svc, 1)]),
+        service(svc, 443, backend),
+    ]
+    .concat()
+}
+
 /// A Gateway with one TLS passthrough listener on `port`.
 pub fn passthrough_gateway(name: &str, port: u16) -> String {
     format!(
