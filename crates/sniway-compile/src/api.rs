@@ -86,12 +86,22 @@ pub struct EndpointSliceDocument {
     pub metadata: ObjectMeta,
     /// `IPv4`, `IPv6` or `FQDN`.
     pub address_type: String,
-    /// Endpoints.
-    #[serde(default)]
+    /// Endpoints. The API server writes `endpoints: null` for a Service without ready pods;
+    /// that reads as an empty list.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub endpoints: Vec<Endpoint>,
-    /// Ports; names match Service port names.
-    #[serde(default)]
+    /// Ports; names match Service port names. `null` (allowed by the API) reads as empty.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub ports: Vec<EndpointPort>,
+}
+
+/// A list the API server may serialize as `null` (a nil Go slice): `null` reads as empty.
+fn null_as_empty<'de, D, T>(de: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(de)?.unwrap_or_default())
 }
 
 /// A Secret: its fields sit at the top level. Its data is never printed (see `Debug`).

@@ -199,3 +199,37 @@ fn a_listener_policy_on_a_gateway_of_another_class_finds_no_target() {
     assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("False", "TargetNotFound"));
     assert!(cond.message.contains("not the served class"), "{}", cond.message);
 }
+
+#[test]
+fn an_endpoint_slice_with_null_endpoints_and_ports_is_an_empty_slice() {
+    let text = |endpoints: &str, ports: &str| {
+        format!(
+            "{}apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {{name: r}}\n\
+             spec:\n  parentRefs: [{{name: a}}]\n  hostnames: [a.example.com]\n  rules:\n  \
+             - backendRefs: [{{name: svc, port: 443}}]\n---\napiVersion: v1\nkind: Service\n\
+             metadata: {{name: svc}}\nspec:\n  clusterIP: None\n  ports: [{{port: 443}}]\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: svc-abc\n  \
+             labels: {{kubernetes.io/service-name: svc}}\naddressType: IPv4\n\
+             endpoints: {endpoints}\nports: {ports}\n",
+            gateway("a", "sniway", "")
+        )
+    };
+    let render = |c: &Compiled| {
+        format!(
+            "{}\n{}",
+            serde_json::to_string(&c.status_list()).unwrap(),
+            serde_json::to_string(&sniway_compile::table_summary(&c.table)).unwrap()
+        )
+    };
+    let null = build(&text("null", "null"), None);
+    let empty = build(&text("[]", "[]"), None);
+    assert_eq!(render(&null), render(&empty));
+    let loaded = load(
+        &[Source { name: "t.yaml".into(), text: text("null", "[{port: 443}]") }],
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let slice = &loaded.resources.endpoint_slices[0].spec;
+    assert!(slice.endpoints.is_empty());
+    assert_eq!(slice.ports.len(), 1);
+}
