@@ -44,9 +44,12 @@ pub(crate) fn is_dns1123_label(s: &str) -> bool {
     s.len() <= 63 && is_label_chars(s)
 }
 
-/// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
+/// RFC 1123 subdomain as Kubernetes checks it (`IsDNS1123Subdomain`, and the Gateway API
+/// `Group`, `SectionName` and domain patterns): dot-separated parts of lowercase alphanumerics
+/// and '-', each starting and ending alphanumeric, at most 253 characters in all. There is no
+/// per-part limit: 63 characters bound a label, not a subdomain's parts.
 pub(crate) fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(|l| l.len() <= 63 && is_label_chars(l))
+    s.len() <= 253 && s.split('.').all(is_label_chars)
 }
 
 /// RFC 1035 label (Service names): starts with a letter, at most 63 characters.

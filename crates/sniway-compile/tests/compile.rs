@@ -233,3 +233,54 @@ fn an_endpoint_slice_with_null_endpoints_and_ports_is_an_empty_slice() {
     assert!(slice.endpoints.is_empty());
     assert_eq!(slice.ports.len(), 1);
 }
+
+#[test]
+fn a_253_character_gateway_name_loads_and_takes_routes_and_254_is_rejected() {
+    // One 100-character part and dots: a subdomain, whose parts are not bound to 63 characters.
+    let name = format!("{}.{}.{}", "g".repeat(100), "a".repeat(100), "b".repeat(51));
+    assert_eq!(name.len(), 253);
+    let text = format!(
+        "{}{}",
+        gateway(&name, "sniway", ""),
+        ROUTE.replace("{name: a}", &format!("{{name: {name}}}"))
+    );
+    let c = build(&text, None);
+    let list = c.status_list();
+    assert_eq!(list["items"][0]["metadata"]["name"], name.as_str());
+    let parent = &list["items"][1]["status"]["parents"][0];
+    assert_eq!(parent["parentRef"]["name"], name.as_str());
+    let accepted =
+        parent["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Accepted").unwrap();
+    assert_eq!(accepted["status"], "True", "{accepted}");
+    assert!(matches!(c.table.sockets[0].lookup("a.example.com"), Lookup::Route { .. }));
+
+    let long = format!("{name}x");
+    let text = gateway(&long, "sniway", "");
+    let e = load(&[Source { name: "t.yaml".into(), text }], &LoadOptions::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "t.yaml: Gateway default/{long}: metadata.name: {long:?} must be an RFC 1123 \
+             subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)"
+        )
+    );
+}
+
+#[test]
+fn a_service_name_stays_an_rfc_1035_label() {
+    let svc = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{port: 1}}]}}\n"
+        )
+    };
+    let try_svc = |name: &str| {
+        load(&[Source { name: "t.yaml".into(), text: svc(name) }], &LoadOptions::default())
+    };
+    try_svc(&"s".repeat(63)).unwrap();
+    let e = try_svc(&"s".repeat(64)).unwrap_err().to_string();
+    assert!(e.contains("metadata.name: ") && e.contains("must be an RFC 1035 label"), "{e}");
+    let e = try_svc("1svc").unwrap_err().to_string();
+    assert!(e.contains("must be an RFC 1035 label"), "{e}");
+    let e = try_svc("a.b").unwrap_err().to_string();
+    assert!(e.contains("must be an RFC 1035 label"), "{e}");
+}
