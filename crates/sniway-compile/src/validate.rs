@@ -105,24 +105,27 @@ fn is_section_name(s: &str) -> bool {
     is_dns1123_subdomain(s)
 }
 
-/// Gateway API `ProtocolType`: a bare token (`HTTP`, `TLS`, ...) or `domain/NAME`.
+/// Gateway API v1.6.1 `ProtocolType`: 1..255 characters matching
+/// `^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/[A-Za-z0-9]+$`.
+/// The first alternative is a bare token (`TLS`, `HTTP`, also `INVALID`: an unknown protocol is
+/// admitted and reported on the listener, not rejected). The second is anchored at the end
+/// only, as in the CRD, so the API server admits any string whose last `/` is followed by
+/// alphanumerics and preceded by a lowercase letter or digit (`example.com/Proto`, but also
+/// `Foo.example.com/Proto`, whose suffix `oo.example.com/Proto` matches).
 fn is_protocol(s: &str) -> bool {
-    let token = |t: &str| {
-        let b = t.as_bytes();
-        !b.is_empty()
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-            && b[0] != b'-'
-            && b[b.len() - 1] != b'-'
-    };
-    match s.split_once('/') {
-        None => s.len() <= 255 && token(s),
-        Some((domain, name)) => {
-            s.len() <= 255
-                && is_dns1123_subdomain(domain)
-                && !name.is_empty()
-                && name.bytes().all(|c| c.is_ascii_alphanumeric())
-        }
+    if s.is_empty() || s.len() > 255 {
+        return false;
     }
+    let b = s.as_bytes();
+    let token = b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-';
+    let prefixed = s.rsplit_once('/').is_some_and(|(domain, name)| {
+        !name.is_empty()
+            && name.bytes().all(|c| c.is_ascii_alphanumeric())
+            && domain.bytes().last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    });
+    token || prefixed
 }
 
 fn check_port(f: &mut Findings, path: String, port: i64) {
@@ -214,11 +217,6 @@ pub(crate) fn gateway_class(spec: &GatewayClassSpec, f: &mut Findings) {
 
 // === Gateway ===
 
-/// Protocols the API server knows; others must be domain-prefixed.
-fn listener_protocol_is_core(p: &str) -> bool {
-    matches!(p, "HTTP" | "HTTPS" | "TLS" | "TCP" | "UDP")
-}
-
 pub(crate) fn gateway(spec: &GatewaySpec, f: &mut Findings) {
     if spec.gateway_class_name.is_empty() || spec.gateway_class_name.len() > 253 {
         f.err("spec.gatewayClassName", "must be 1 to 253 characters");
@@ -238,6 +236,8 @@ pub(crate) fn gateway(spec: &GatewaySpec, f: &mut Findings) {
             f.err(format!("{p}.name"), format!("listener name {:?} is not unique", l.name));
         }
         check_port(f, format!("{p}.port"), l.port);
+        // An unknown protocol that matches the pattern is admitted: compile gives that listener
+        // `Accepted=False/UnsupportedProtocol`.
         if !is_protocol(&l.protocol) {
             f.err(format!("{p}.protocol"), format!("{:?} is not a valid protocol", l.protocol));
         }
@@ -299,12 +299,6 @@ pub(crate) fn gateway(spec: &GatewaySpec, f: &mut Findings) {
         }
         if let Some(ar) = &l.allowed_routes {
             allowed_routes(ar, &format!("{p}.allowedRoutes"), f);
-        }
-        if !listener_protocol_is_core(proto) && !proto.contains('/') {
-            f.err(
-                format!("{p}.protocol"),
-                format!("{proto:?} is not a core protocol and is not domain-prefixed"),
-            );
         }
         // CEL: "Combination of port, protocol and hostname must be unique for each listener".
         let key = (l.port, l.protocol.clone(), l.hostname.clone());

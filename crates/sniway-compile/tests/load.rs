@@ -341,3 +341,33 @@ fn another_version_of_listener_policy_is_ignored_with_a_warning() {
         loaded.warnings[0].contains("apiVersion sniway.io/v1beta9 of ListenerPolicy is not read")
     );
 }
+
+#[test]
+fn an_unknown_protocol_matching_the_crd_pattern_loads() {
+    for proto in ["INVALID", "example.com/Custom", "Foo.example.com/Custom", "a/b/c", "tcp-2"] {
+        let text = GATEWAY.replace(
+            "protocol: TLS, port: 443, tls: {mode: Passthrough}",
+            &format!("protocol: \"{proto}\", port: 443"),
+        );
+        try_load(&text).unwrap_or_else(|e| panic!("{proto}: {e}"));
+    }
+}
+
+#[test]
+fn a_protocol_not_matching_the_crd_pattern_is_rejected_naming_the_field() {
+    let long = "P".repeat(256);
+    for proto in ["bad_proto", "-TLS", "HTTP/2", "example.com/", "example.com/a-b", &long] {
+        let text = GATEWAY.replace(
+            "protocol: TLS, port: 443, tls: {mode: Passthrough}",
+            &format!("protocol: \"{proto}\", port: 443"),
+        );
+        let e = errors(&text);
+        assert_eq!(
+            e,
+            format!(
+                "x.yaml: Gateway default/gw: spec.listeners[0].protocol: {proto:?} is not a \
+                 valid protocol"
+            )
+        );
+    }
+}
