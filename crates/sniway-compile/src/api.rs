@@ -196,7 +196,8 @@ pub struct Listener {
     pub hostname: Option<String>,
     /// 1..65535.
     pub port: i64,
-    /// `HTTP`, `HTTPS`, `TLS`, `TCP`, `UDP` or a domain-prefixed protocol.
+    /// `HTTP`, `HTTPS`, `TLS`, `TCP`, `UDP`, a domain-prefixed protocol, or any other token the
+    /// CRD pattern admits (compile reports it as unsupported on the listener).
     pub protocol: String,
     /// TLS settings.
     pub tls: Option<ListenerTls>,
