@@ -30,7 +30,8 @@ use crate::access_log::Record;
 use crate::detect::{self, Detected};
 use crate::error::{ConnError, Limit, Side};
 use crate::live::{
-    BackendGuard, Found, Installed, ListenerGuard, LiveListener, LiveRoute, LiveSocket, Mode,
+    BackendGuard, Found, Installed, ListenerGuard, LiveBackend, LiveListener, LiveRoute,
+    LiveSocket, Mode,
 };
 use crate::metrics::{
     HandshakeLabels, LimitLabels, ListenerReasonLabels, PathLabels, PathMetrics, PathReasonLabels,
@@ -267,9 +268,9 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
             // Only the bytes are kept for the replay; the parsed hello is not needed any more.
             let Detected { hello, buffered } = detected;
             drop(hello);
-            let (backend, mut log) = routed.choose(log)?;
+            let (chosen, backend, mut log) = routed.choose(log)?;
             // The replay starts with the connect: usually all of it goes out there.
-            let connected = routed.connect(&backend, &buffered, &mut log).await;
+            let connected = routed.connect(chosen, &buffered, &mut log).await;
             let Connected { stream: backend_stream, sent, .. } = match connected {
                 Ok(c) => c,
                 Err(e) => return routed.fail(backend.path(), &e, log),
@@ -354,9 +355,9 @@ struct Routed<'a> {
     start: Instant,
 }
 
-impl Routed<'_> {
+impl<'a> Routed<'a> {
     /// Picks a backend by weight and counts the connection on it, within its limit.
-    fn choose(&self, log: Log) -> Option<(BackendGuard, Log)> {
+    fn choose(&self, log: Log) -> Option<(&'a LiveBackend, BackendGuard, Log)> {
         let inner = self.inner;
         let route = self.route;
         let picked = match route.total_weight {
@@ -369,7 +370,7 @@ impl Routed<'_> {
         };
         b.path.connections.inc();
         match BackendGuard::acquire(b, inner.config.max_backend_connections) {
-            Ok(g) => Some((g, log)),
+            Ok(g) => Some((b, g, log)),
             Err(limit) => {
                 let labels = LimitLabels {
                     address: self.sock.metrics.address.clone(),
@@ -385,19 +386,14 @@ impl Routed<'_> {
     /// Connects to the chosen backend, sending what of `first` goes out at once.
     async fn connect(
         &self,
-        backend: &BackendGuard,
+        backend: &LiveBackend,
         first: &[u8],
         log: &mut Log,
     ) -> Result<Connected, ConnError> {
         let started = Instant::now();
-        let b = backend.backend();
-        let target =
-            self.route.backends.iter().find(|lb| Arc::ptr_eq(&lb.state, b)).map(|lb| &lb.target);
-        let Some(target) = target else {
-            return Err(ConnError::NoEndpoints { backend: b.name.clone() });
-        };
+        let b = &backend.state;
         let connected = upstream::connect(
-            target,
+            &backend.target,
             b,
             self.inner.config.connect_timeout,
             first,
@@ -465,7 +461,7 @@ impl Routed<'_> {
             resumed: if resumed { "true" } else { "false" },
         };
         self.inner.metrics.handshakes.get_or_create(&labels).inc();
-        let (backend, mut log) = match self.choose(log) {
+        let (chosen, backend, mut log) = match self.choose(log) {
             Some(chosen) => chosen,
             None => {
                 // close_notify, then FIN, with nothing else written; bounded in time.
@@ -473,7 +469,7 @@ impl Routed<'_> {
                 return None;
             }
         };
-        match self.connect(&backend, &[], &mut log).await {
+        match self.connect(chosen, &[], &mut log).await {
             Ok(c) => Some((tls, c.stream, backend, log)),
             Err(e) => {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;

@@ -460,11 +460,6 @@ impl BackendGuard {
     pub fn path(&self) -> &Arc<PathMetrics> {
         &self.path
     }
-
-    /// The backend's state.
-    pub fn backend(&self) -> &Arc<BackendState> {
-        &self.state
-    }
 }
 
 impl Drop for BackendGuard {
