@@ -660,6 +660,31 @@ enum Ended {
     Cut(io::ErrorKind, Duration),
 }
 
+/// `n` drain streams to `addr` (stream `i` holds when `hold(i)`), returned once each has moved
+/// bytes: their tasks and their progress counters.
+async fn start_drain_streams(
+    tls: &Tls,
+    addr: SocketAddr,
+    n: u64,
+    hold: impl Fn(u64) -> bool,
+    term: &watch::Receiver<bool>,
+) -> (Vec<JoinHandle<Result<Ended, String>>>, Vec<Arc<AtomicU64>>) {
+    let mut tasks = Vec::new();
+    let mut counters = Vec::new();
+    for i in 0..n {
+        let s = raw_stream(tls, addr, "r.example.com").await.unwrap();
+        let p = Arc::new(AtomicU64::new(0));
+        counters.push(Arc::clone(&p));
+        tasks.push(spawn_drain_stream(s, i, hold(i), term.clone(), p));
+    }
+    let deadline = Instant::now() + POLL;
+    while counters.iter().any(|c| c.load(Ordering::Relaxed) == 0) {
+        assert!(Instant::now() < deadline, "streams did not start");
+        tokio::time::sleep(PAUSE).await;
+    }
+    (tasks, counters)
+}
+
 /// A stream that echoes chunks until `term` turns true, then either finishes after a few more
 /// (`hold` false) or keeps going until the gateway ends it (`hold` true).
 fn spawn_drain_stream(
@@ -720,19 +745,8 @@ async fn sigterm_drains_what_finishes_in_time_and_resets_the_rest() {
     let mut gw = Gateway::start(&manifests, asked, &["--drain-timeout", "3s"]);
     let (term_tx, term) = watch::channel(false);
     let (finishing, holding) = (6, 4);
-    let mut tasks = Vec::new();
-    let mut counters = Vec::new();
-    for i in 0..finishing + holding {
-        let s = raw_stream(&tls, gw.addr, "r.example.com").await.unwrap();
-        let p = Arc::new(AtomicU64::new(0));
-        counters.push(Arc::clone(&p));
-        tasks.push(spawn_drain_stream(s, i, i >= finishing, term.clone(), p));
-    }
-    let deadline = Instant::now() + POLL;
-    while counters.iter().any(|c| c.load(Ordering::Relaxed) == 0) {
-        assert!(Instant::now() < deadline, "streams did not start");
-        tokio::time::sleep(PAUSE).await;
-    }
+    let (tasks, _progress) =
+        start_drain_streams(&tls, gw.addr, finishing + holding, |i| i >= finishing, &term).await;
 
     blocking(|| gw.signal("TERM"));
     term_tx.send_replace(true);
@@ -787,19 +801,7 @@ async fn a_second_sigterm_during_the_drain_exits_at_once_with_130() {
     let manifests = one_route(asked, "r", "r.example.com", "plain", plain.addr);
     let mut gw = Gateway::start(&manifests, asked, &["--drain-timeout", "60s"]);
     let (term_tx, term) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let mut counters = Vec::new();
-    for i in 0..4 {
-        let s = raw_stream(&tls, gw.addr, "r.example.com").await.unwrap();
-        let p = Arc::new(AtomicU64::new(0));
-        counters.push(Arc::clone(&p));
-        tasks.push(spawn_drain_stream(s, i, true, term.clone(), p));
-    }
-    let deadline = Instant::now() + POLL;
-    while counters.iter().any(|c| c.load(Ordering::Relaxed) == 0) {
-        assert!(Instant::now() < deadline, "streams did not start");
-        tokio::time::sleep(PAUSE).await;
-    }
+    let (tasks, counters) = start_drain_streams(&tls, gw.addr, 4, |_| true, &term).await;
     blocking(|| gw.signal("TERM"));
     term_tx.send_replace(true);
     wait_readyz(&gw, 503).await;
