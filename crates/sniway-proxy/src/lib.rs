@@ -102,6 +102,13 @@ pub struct Keepalive {
     pub count: u32,
 }
 
+impl Keepalive {
+    /// The default: first probe after 2 minutes idle, then every 30 seconds, 5 unanswered
+    /// probes drop the connection.
+    pub const DEFAULT: Keepalive =
+        Keepalive { idle: Duration::from_secs(120), interval: Duration::from_secs(30), count: 5 };
+}
+
 /// Data-plane defaults. A listener's policy overrides the per-listener ones
 /// ([`sniway_model::ListenerSettings`]); zero durations and counts mean "none" or "unlimited"
 /// where the field says so.
@@ -141,11 +148,7 @@ impl Default for ProxyConfig {
             idle_timeout: Duration::from_secs(3600),
             half_close_timeout: Duration::from_secs(300),
             max_lifetime: Duration::ZERO,
-            keepalive: Some(Keepalive {
-                idle: Duration::from_secs(120),
-                interval: Duration::from_secs(30),
-                count: 5,
-            }),
+            keepalive: Some(Keepalive::DEFAULT),
             max_connections: 100_000,
             max_listener_connections: 0,
             max_backend_connections: 0,
@@ -253,7 +256,7 @@ impl Proxy {
         let inner = &self.inner;
         let installed =
             live::Installed::build(table, &inner.config, &inner.metrics, &inner.registry);
-        let wanted: BTreeMap<SocketAddr, Option<listener::Keepalive>> =
+        let wanted: BTreeMap<SocketAddr, Option<Keepalive>> =
             installed.sockets.iter().map(|s| (s.addr, s.keepalive)).collect();
         let draining = inner.draining.load(std::sync::atomic::Ordering::SeqCst);
         let mut sockets = inner.sockets.lock().unwrap_or_else(|p| p.into_inner());

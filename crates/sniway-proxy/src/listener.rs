@@ -34,7 +34,7 @@ use crate::conn::{self, Accepted};
 use crate::error::ProxyError;
 use crate::live::Installed;
 
-pub(crate) use crate::Keepalive;
+use crate::Keepalive;
 
 /// Listen backlog: connections the kernel queues while the loop backs off.
 pub const BACKLOG: i32 = 4096;

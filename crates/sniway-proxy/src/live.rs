@@ -227,11 +227,7 @@ fn merge_keepalive(
     if idle.is_none() && interval.is_none() && count.is_none() {
         return default;
     }
-    let base = default.unwrap_or(Keepalive {
-        idle: Duration::from_secs(120),
-        interval: Duration::from_secs(30),
-        count: 5,
-    });
+    let base = default.unwrap_or(Keepalive::DEFAULT);
     let k = Keepalive {
         idle: idle.unwrap_or(base.idle),
         interval: interval.unwrap_or(base.interval),
