@@ -4,11 +4,14 @@
 //!   rustls client ([`rustls_client_hello`]), and TLS record framing.
 //! - [`ca`]: a test certificate authority (rcgen) issuing leaves as rustls [`CertifiedKey`]s,
 //!   and rustls server and client configurations around them.
+//! - [`apiserver`]: a simulated Kubernetes API server for controller tests, reached through a
+//!   real `kube::Client`.
 //!
 //! [`CertifiedKey`]: rustls::sign::CertifiedKey
 
 #![warn(missing_docs)]
 
+pub mod apiserver;
 pub mod ca;
 pub mod hello;
 
