@@ -284,6 +284,19 @@ impl ApiServer {
         self.wait_until(|st| pred(&st.requests).then_some(())).await.is_some()
     }
 
+    /// Waits until the stored object satisfies `pred` (at most [`WAIT_LIMIT`]) and returns it.
+    pub async fn wait_for_object(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let key = key_of(api_version, kind, namespace, name);
+        self.wait_until(|st| st.objects.get(&key).filter(|v| pred(v)).cloned()).await
+    }
+
     /// Waits until `n` watches are open on paths of the resource `plural` (at most
     /// [`WAIT_LIMIT`]); false on timeout.
     pub async fn wait_for_watches(&self, plural: &str, n: usize) -> bool {
