@@ -3,4 +3,17 @@
 //! status by server-side apply as the leader of a Lease, and provisions a data plane per Gateway.
 #![warn(missing_docs)]
 
+pub mod controller;
 pub mod kinds;
+pub mod lease;
+pub mod snapshot;
+pub mod status;
+pub mod store;
+pub mod watch;
+
+pub use controller::{ControllerOptions, run};
+pub use lease::{Leadership, LeaseOptions};
+pub use snapshot::{SnapshotOptions, compile_snapshot};
+pub use status::{FIELD_MANAGER, StatusWriter, WriteReport};
+pub use store::{Change, ObjectKey, Store, StreamId};
+pub use watch::Watches;

@@ -1,0 +1,177 @@
+//! The controller loop: watch -> store -> (debounced) compile -> hand the result to the caller
+//! -> write status while leader.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sniway_compile::Compiled;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::kinds::{self, Kind};
+use crate::lease::{Leadership, LeaseOptions};
+use crate::snapshot::{SnapshotOptions, compile_snapshot};
+use crate::status::{STATUS_KINDS, StatusWriter, WriteReport};
+use crate::store::{Change, ObjectKey, Store};
+use crate::watch::Watches;
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// How snapshots are compiled.
+    pub snapshot: SnapshotOptions,
+    /// The kinds watched (all of them, cluster-wide).
+    pub kinds: Vec<Kind>,
+    /// A compile waits for this long without changes...
+    pub quiet: Duration,
+    /// ...but no longer than this after the first change.
+    pub max_delay: Duration,
+    /// Leader election for status writing; `None`: this replica always writes.
+    pub lease: Option<LeaseOptions>,
+    /// After a failed status write, the next attempt comes this much later at most.
+    pub retry_failed_writes: Duration,
+    /// Every status pass's report is sent here (for observing the controller, e.g. in tests).
+    pub reports: Option<mpsc::UnboundedSender<WriteReport>>,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            snapshot: SnapshotOptions::default(),
+            kinds: kinds::WATCHED.to_vec(),
+            quiet: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            lease: None,
+            retry_failed_writes: Duration::from_secs(5),
+            reports: None,
+        }
+    }
+}
+
+/// What the status writer works from: a compile and the objects' current state.
+#[derive(Clone)]
+struct StatusInput {
+    compiled: Arc<Compiled>,
+    objects: Arc<BTreeMap<ObjectKey, Value>>,
+}
+
+/// Runs until `shutdown` completes: every compile is handed to `sink` (the binary installs
+/// `compiled.table` into the data plane), statuses are written while leader, and the Lease is
+/// released at the end.
+pub async fn run<F>(
+    client: kube_client::Client,
+    opts: ControllerOptions,
+    mut sink: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: FnMut(Arc<Compiled>),
+{
+    let (mut watches, mut events) = Watches::start(client.clone(), &opts.kinds);
+    let mut store = Store::new(&opts.kinds);
+
+    let leadership = opts.lease.clone().map(|l| Leadership::start(client.clone(), l));
+    let (_always, always_rx) = watch::channel(true);
+    let is_leader = leadership.as_ref().map(Leadership::is_leader).unwrap_or(always_rx);
+    let (status_tx, status_rx) = watch::channel::<Option<StatusInput>>(None);
+    let writer = tokio::spawn(write_loop(
+        StatusWriter::new(client),
+        status_rx,
+        is_leader,
+        opts.reports.clone(),
+        opts.retry_failed_writes,
+    ));
+
+    let mut last: Option<Arc<Compiled>> = None;
+    // (first change, last change) of the pending batch, and whether it needs a compile.
+    let mut pending: Option<(Instant, Instant)> = None;
+    let mut needs_compile = false;
+    tokio::pin!(shutdown);
+    loop {
+        let deadline =
+            pending.map(|(first, latest)| (latest + opts.quiet).min(first + opts.max_delay));
+        tokio::select! {
+            _ = &mut shutdown => break,
+            ev = events.recv() => {
+                let Some((id, ev)) = ev else { break };
+                let mut change = store.apply(&id, ev);
+                if change == Change::Spec && watches.sync_secrets(&mut store) == Change::Spec {
+                    change = Change::Spec;
+                }
+                if change != Change::None {
+                    let now = Instant::now();
+                    pending = Some((pending.map_or(now, |(f, _)| f), now));
+                    needs_compile |= change == Change::Spec;
+                }
+            }
+            _ = sleep_until(deadline) => {
+                pending = None;
+                if !store.ready() {
+                    // The first list of some stream is still coming; its InitDone re-arms.
+                    continue;
+                }
+                if needs_compile || last.is_none() {
+                    needs_compile = false;
+                    let compiled = Arc::new(compile_snapshot(&store, &opts.snapshot));
+                    for w in &compiled.warnings {
+                        tracing::debug!(warning = %w, "compile");
+                    }
+                    sink(compiled.clone());
+                    last = Some(compiled);
+                }
+                if let Some(compiled) = &last {
+                    let objects = Arc::new(store.view(STATUS_KINDS));
+                    status_tx.send_replace(Some(StatusInput { compiled: compiled.clone(), objects }));
+                }
+            }
+        }
+    }
+    drop(status_tx);
+    let _ = writer.await;
+    if let Some(l) = leadership {
+        l.release().await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_loop(
+    mut writer: StatusWriter,
+    mut input: watch::Receiver<Option<StatusInput>>,
+    mut leader: watch::Receiver<bool>,
+    reports: Option<mpsc::UnboundedSender<WriteReport>>,
+    retry: Duration,
+) {
+    let mut was_leader = false;
+    loop {
+        let is_leader = *leader.borrow_and_update();
+        let mut failed = false;
+        if is_leader {
+            if !was_leader {
+                // Newly leading: whatever differs is written, whoever wrote before.
+                writer.forget();
+            }
+            let latest = input.borrow_and_update().clone();
+            if let Some(inp) = latest {
+                let report = writer.write(&inp.compiled, &inp.objects).await;
+                failed = !report.failed.is_empty();
+                if let Some(r) = &reports {
+                    let _ = r.send(report);
+                }
+            }
+        }
+        was_leader = is_leader;
+        tokio::select! {
+            r = input.changed() => if r.is_err() { return },
+            r = leader.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(retry), if failed => {}
+        }
+    }
+}

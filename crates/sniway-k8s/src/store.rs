@@ -1,0 +1,258 @@
+//! The objects the controller has seen, as raw JSON, fed by the watchers.
+//!
+//! Each watch stream (one per kind, one per referenced Secret) owns a set of objects. A re-list
+//! (`Init`, `InitApply`..., `InitDone`) builds the stream's new set aside and swaps it in at
+//! `InitDone`, so a half-listed kind is never served; the store is [`Store::ready`] once every
+//! stream has completed its first list.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube_client::api::DynamicObject;
+use kube_client::runtime::watcher::Event;
+use serde_json::Value;
+
+use crate::kinds::{self, Kind};
+
+/// One watch stream.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StreamId {
+    /// Every object of a kind (by kind name, e.g. `Gateway`).
+    Kind(&'static str),
+    /// One Secret, by namespace and name.
+    Secret(String, String),
+}
+
+/// An object's identity.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// Kind name (`Gateway`).
+    pub kind: &'static str,
+    /// Namespace; empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// `namespace/name`, or `name` for cluster-scoped objects (as `ObjectStatus::key`).
+    pub fn path(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// What an event changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing (a repeat, or a list still being built).
+    None,
+    /// Only `status` or server-managed metadata: no recompile needed, only a status check.
+    Status,
+    /// Something a compile reads.
+    Spec,
+}
+
+impl Change {
+    fn max(self, other: Change) -> Change {
+        match (self, other) {
+            (Change::Spec, _) | (_, Change::Spec) => Change::Spec,
+            (Change::Status, _) | (_, Change::Status) => Change::Status,
+            _ => Change::None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct StreamState {
+    kind: Option<Kind>,
+    objects: BTreeMap<(String, String), Value>,
+    building: Option<BTreeMap<(String, String), Value>>,
+    listed: bool,
+}
+
+/// The raw objects of every stream.
+#[derive(Default)]
+pub struct Store {
+    streams: BTreeMap<StreamId, StreamState>,
+}
+
+/// The object as stored: `apiVersion` and `kind` set from the table (list items of built-in
+/// kinds come without them), `metadata.managedFields` dropped.
+pub fn normalize(kind: &Kind, obj: DynamicObject) -> Option<((String, String), Value)> {
+    let mut v = serde_json::to_value(obj).ok()?;
+    let map = v.as_object_mut()?;
+    map.insert("apiVersion".into(), Value::String(kind.api_version()));
+    map.insert("kind".into(), Value::String(kind.kind.to_string()));
+    let meta = map.get_mut("metadata")?.as_object_mut()?;
+    meta.remove("managedFields");
+    let name = meta.get("name")?.as_str()?.to_string();
+    let ns = if kind.namespaced {
+        meta.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string()
+    } else {
+        String::new()
+    };
+    Some(((ns, name), v))
+}
+
+/// The object without what a compile never reads: `status`, `metadata.resourceVersion` and
+/// `metadata.managedFields`.
+fn compiled_part(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("status");
+        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            meta.remove("managedFields");
+        }
+    }
+    v
+}
+
+fn diff(old: Option<&Value>, new: Option<&Value>) -> Change {
+    match (old, new) {
+        (None, None) => Change::None,
+        (Some(a), Some(b)) if a == b => Change::None,
+        (Some(a), Some(b)) if compiled_part(a) == compiled_part(b) => Change::Status,
+        _ => Change::Spec,
+    }
+}
+
+fn diff_sets(
+    old: &BTreeMap<(String, String), Value>,
+    new: &BTreeMap<(String, String), Value>,
+) -> Change {
+    let keys: BTreeSet<&(String, String)> = old.keys().chain(new.keys()).collect();
+    keys.into_iter().fold(Change::None, |c, k| c.max(diff(old.get(k), new.get(k))))
+}
+
+impl Store {
+    /// A store expecting one stream per kind of `kinds`.
+    pub fn new(kinds: &[Kind]) -> Store {
+        let mut s = Store::default();
+        for k in kinds {
+            s.streams.insert(
+                StreamId::Kind(k.kind),
+                StreamState { kind: Some(*k), ..Default::default() },
+            );
+        }
+        s
+    }
+
+    /// Expects the stream of one Secret (its objects count once it has listed).
+    pub fn add_secret(&mut self, namespace: &str, name: &str) {
+        self.streams
+            .entry(StreamId::Secret(namespace.into(), name.into()))
+            .or_insert_with(|| StreamState { kind: Some(kinds::SECRET), ..Default::default() });
+    }
+
+    /// Forgets a Secret's stream and its object.
+    pub fn remove_secret(&mut self, namespace: &str, name: &str) -> Change {
+        match self.streams.remove(&StreamId::Secret(namespace.into(), name.into())) {
+            Some(s) if !s.objects.is_empty() => Change::Spec,
+            _ => Change::None,
+        }
+    }
+
+    /// Applies one watcher event to its stream.
+    pub fn apply(&mut self, id: &StreamId, event: Event<DynamicObject>) -> Change {
+        let Some(st) = self.streams.get_mut(id) else { return Change::None };
+        let Some(kind) = st.kind else { return Change::None };
+        match event {
+            Event::Init => {
+                st.building = Some(BTreeMap::new());
+                Change::None
+            }
+            Event::InitApply(obj) => {
+                if let Some((k, v)) = normalize(&kind, obj) {
+                    st.building.get_or_insert_with(BTreeMap::new).insert(k, v);
+                }
+                Change::None
+            }
+            Event::InitDone => {
+                let new = st.building.take().unwrap_or_default();
+                let change = diff_sets(&st.objects, &new);
+                st.objects = new;
+                if !st.listed {
+                    st.listed = true;
+                    return Change::Spec;
+                }
+                change
+            }
+            Event::Apply(obj) => {
+                let Some((k, v)) = normalize(&kind, obj) else { return Change::None };
+                let change = diff(st.objects.get(&k), Some(&v));
+                st.objects.insert(k, v);
+                if st.listed { change } else { Change::None }
+            }
+            Event::Delete(obj) => {
+                let Some((k, _)) = normalize(&kind, obj) else { return Change::None };
+                let change = diff(st.objects.get(&k), None);
+                st.objects.remove(&k);
+                if st.listed { change } else { Change::None }
+            }
+        }
+    }
+
+    /// Every stream has completed its first list.
+    pub fn ready(&self) -> bool {
+        self.streams.values().all(|s| s.listed)
+    }
+
+    /// Every stored object, stream by stream.
+    pub fn objects(&self) -> impl Iterator<Item = (ObjectKey, &Value)> {
+        self.streams.values().filter_map(|s| s.kind.map(|k| (k, s))).flat_map(|(k, s)| {
+            s.objects.iter().map(move |((ns, name), v)| {
+                (ObjectKey { kind: k.kind, namespace: ns.clone(), name: name.clone() }, v)
+            })
+        })
+    }
+
+    /// The stored objects of the given kinds, keyed.
+    pub fn view(&self, kinds: &[Kind]) -> BTreeMap<ObjectKey, Value> {
+        self.objects()
+            .filter(|(k, _)| kinds.iter().any(|kind| kind.kind == k.kind))
+            .map(|(k, v)| (k, v.clone()))
+            .collect()
+    }
+
+    /// The Secrets that listeners reference: `spec.listeners[].tls.certificateRefs[]` of every
+    /// Gateway and ListenerSet, kind `Secret` in the core group (the defaults), namespace
+    /// defaulting to the referrer's.
+    pub fn secret_refs(&self) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for (key, obj) in self.objects() {
+            if key.kind != kinds::GATEWAY.kind && key.kind != kinds::LISTENER_SET.kind {
+                continue;
+            }
+            let listeners = obj.pointer("/spec/listeners").and_then(Value::as_array);
+            for l in listeners.into_iter().flatten() {
+                let refs = l.pointer("/tls/certificateRefs").and_then(Value::as_array);
+                for r in refs.into_iter().flatten() {
+                    let text = |f: &str| r.get(f).and_then(Value::as_str);
+                    let group = text("group").unwrap_or("");
+                    let kind = text("kind").unwrap_or("Secret");
+                    let Some(name) = text("name") else { continue };
+                    if group.is_empty() && kind == "Secret" {
+                        let ns = text("namespace").unwrap_or(&key.namespace);
+                        out.insert((ns.to_string(), name.to_string()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The Secret streams expected now.
+    pub fn secret_streams(&self) -> BTreeSet<(String, String)> {
+        self.streams
+            .keys()
+            .filter_map(|id| match id {
+                StreamId::Secret(ns, n) => Some((ns.clone(), n.clone())),
+                StreamId::Kind(_) => None,
+            })
+            .collect()
+    }
+}

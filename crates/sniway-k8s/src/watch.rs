@@ -1,0 +1,122 @@
+//! The watchers: one `kube-runtime` watcher per kind of [`kinds::WATCHED`] and one per
+//! referenced Secret, each with the default backoff, all feeding one channel of events.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt;
+use kube_client::api::{Api, ApiResource, DynamicObject};
+use kube_client::runtime::WatchStreamExt;
+use kube_client::runtime::watcher::{self, Event};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::kinds::{self, Kind};
+use crate::store::{Change, Store, StreamId};
+
+/// One event of one stream.
+pub type StreamEvent = (StreamId, Event<DynamicObject>);
+
+/// The `ApiResource` of a kind, from the table (no discovery).
+pub fn api_resource(kind: &Kind) -> ApiResource {
+    ApiResource {
+        group: kind.group.to_string(),
+        version: kind.version.to_string(),
+        api_version: kind.api_version(),
+        kind: kind.kind.to_string(),
+        plural: kind.plural.to_string(),
+    }
+}
+
+fn spawn_stream(
+    id: StreamId,
+    api: Api<DynamicObject>,
+    config: watcher::Config,
+    tx: mpsc::UnboundedSender<StreamEvent>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let stream = watcher::watcher(api, config).default_backoff();
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(ev) => {
+                    if tx.send((id.clone(), ev)).is_err() {
+                        return;
+                    }
+                }
+                // The backoff retries; the store keeps serving what it has.
+                Err(e) => tracing::warn!(stream = ?id, error = %e, "watch failed; retrying"),
+            }
+        }
+    })
+}
+
+/// The running watchers; dropping it stops them.
+pub struct Watches {
+    client: kube_client::Client,
+    tx: mpsc::UnboundedSender<StreamEvent>,
+    kinds: Vec<JoinHandle<()>>,
+    secrets: BTreeMap<(String, String), JoinHandle<()>>,
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for h in self.kinds.iter().chain(self.secrets.values()) {
+            h.abort();
+        }
+    }
+}
+
+impl Watches {
+    /// Starts one cluster-wide watcher per kind; events arrive on the returned receiver.
+    pub fn start(
+        client: kube_client::Client,
+        kinds: &[Kind],
+    ) -> (Watches, mpsc::UnboundedReceiver<StreamEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handles = kinds
+            .iter()
+            .map(|k| {
+                let api = Api::<DynamicObject>::all_with(client.clone(), &api_resource(k));
+                spawn_stream(StreamId::Kind(k.kind), api, watcher::Config::default(), tx.clone())
+            })
+            .collect();
+        (Watches { client, tx, kinds: handles, secrets: BTreeMap::new() }, rx)
+    }
+
+    /// Starts a watcher (field selector `metadata.name=NAME` in its namespace) for every Secret
+    /// listeners now reference and stops those no longer referenced.
+    pub fn sync_secrets(&mut self, store: &mut Store) -> Change {
+        let wanted = store.secret_refs();
+        let mut change = Change::None;
+        let gone: Vec<(String, String)> =
+            self.secrets.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
+        for key in gone {
+            if let Some(h) = self.secrets.remove(&key) {
+                h.abort();
+            }
+            if store.remove_secret(&key.0, &key.1) == Change::Spec {
+                change = Change::Spec;
+            }
+        }
+        for (ns, name) in wanted {
+            if self.secrets.contains_key(&(ns.clone(), name.clone())) {
+                continue;
+            }
+            store.add_secret(&ns, &name);
+            let api = Api::<DynamicObject>::namespaced_with(
+                self.client.clone(),
+                &ns,
+                &api_resource(&kinds::SECRET),
+            );
+            let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+            let id = StreamId::Secret(ns.clone(), name.clone());
+            self.secrets.insert((ns, name), spawn_stream(id, api, config, self.tx.clone()));
+        }
+        change
+    }
+
+    /// The Secrets watched now.
+    pub fn secrets(&self) -> BTreeSet<(String, String)> {
+        self.secrets.keys().cloned().collect()
+    }
+}
