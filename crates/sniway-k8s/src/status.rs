@@ -219,6 +219,26 @@ pub fn merge_owned(desired: &Value, current: Option<&Value>) -> Value {
     d
 }
 
+/// The status to write over `current`, or `None` when it is already as desired (times
+/// aside). A route none of whose parents are ours, before and now, is not ours to write.
+fn plan(d: &Desired, current: Option<&Value>) -> Option<Value> {
+    let target = match d.method {
+        Method::Apply => merge_owned(&d.status, current),
+        Method::Parents => {
+            let none_ours = |v: Option<&Value>| {
+                v.and_then(|s| s.get("parents"))
+                    .and_then(Value::as_array)
+                    .is_none_or(|a| !a.iter().any(ours))
+            };
+            if none_ours(Some(&d.status)) && none_ours(current) {
+                return None;
+            }
+            merge_route_parents(&d.status, current).0
+        }
+    };
+    (current.map(without_times) != Some(without_times(&target))).then_some(target)
+}
+
 /// What one pass wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteReport {
@@ -272,18 +292,11 @@ impl StatusWriter {
             let Some(obj) = objects.get(&d.key) else { continue };
             let current = obj.get("status");
             let current_cmp = current.map(without_times);
-            let (target, compared_current) = match d.method {
-                Method::Apply => (d.status.clone(), current_cmp.clone()),
-                Method::Parents => {
-                    let (merged, _) = merge_route_parents(&d.status, current);
-                    (merged, current_cmp.clone())
-                }
-            };
-            let target_cmp = without_times(&target);
-            if compared_current.as_ref() == Some(&target_cmp) {
+            let Some(target) = plan(&d, current) else {
                 report.unchanged += 1;
                 continue;
-            }
+            };
+            let target_cmp = without_times(&target);
             if let Some((last, seen)) = self.written.get(&d.key)
                 && *last == target_cmp
                 && *seen == current_cmp
@@ -293,7 +306,7 @@ impl StatusWriter {
                 continue;
             }
             let result = match d.method {
-                Method::Apply => self.apply(&d, current).await,
+                Method::Apply => self.apply(&d, target).await,
                 Method::Parents => self.replace_parents(&d).await,
             };
             match result {
@@ -312,12 +325,7 @@ impl StatusWriter {
     }
 
     /// Server-side apply of the whole status. Ok(false): the object is gone.
-    async fn apply(
-        &self,
-        d: &Desired,
-        current: Option<&Value>,
-    ) -> Result<bool, kube_client::Error> {
-        let status = merge_owned(&d.status, current);
+    async fn apply(&self, d: &Desired, status: Value) -> Result<bool, kube_client::Error> {
         let body = json!({
             "apiVersion": d.kind.api_version(),
             "kind": d.kind.kind,
@@ -417,6 +425,26 @@ mod tests {
         let parents = merged["parents"].as_array().unwrap();
         assert_eq!(parents.len(), MAX_PARENTS);
         assert_eq!(parents[31]["parentRef"]["name"], "o1");
+    }
+
+    fn route(status: Value) -> Desired {
+        let key = ObjectKey { kind: "TLSRoute", namespace: "a".into(), name: "r".into() };
+        Desired { key, kind: kinds::TLS_ROUTE, status, method: Method::Parents }
+    }
+
+    #[test]
+    fn a_route_with_no_parent_of_ours_is_left_alone_until_one_is_ours() {
+        let foreign = json!({"parents": [parent("y", "other.io/c")]});
+        assert_eq!(plan(&route(json!({"parents": []})), Some(&foreign)), None);
+        assert_eq!(plan(&route(json!({"parents": []})), None), None);
+        // An entry of ours that is no longer wanted is removed.
+        let with_ours =
+            json!({"parents": [parent("y", "other.io/c"), parent("x", CONTROLLER_NAME)]});
+        assert_eq!(plan(&route(json!({"parents": []})), Some(&with_ours)), Some(foreign.clone()));
+        // Unchanged but for the time: nothing to write.
+        let mut later = parent("x", CONTROLLER_NAME);
+        later["conditions"][0]["lastTransitionTime"] = json!("later");
+        assert_eq!(plan(&route(json!({"parents": [later]})), Some(&with_ours)), None);
     }
 
     #[test]
