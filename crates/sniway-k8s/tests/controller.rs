@@ -232,6 +232,15 @@ async fn the_initial_list_writes_each_status_once_and_nothing_when_nothing_chang
     server.apply(labelled);
     c.quiet_pass(2).await;
     assert_eq!(server.writes().len(), 2, "{:#?}", server.writes());
+
+    // A spec change: the API server bumps metadata.generation, and the status observes it.
+    let mut moved = gateway("gw", "sniway");
+    moved["spec"]["listeners"][0]["port"] = json!(9443);
+    server.apply(moved);
+    let writes = server.wait_for_writes(3).await;
+    assert_eq!(status_writes(&writes[2..]), [("PATCH".to_string(), GW_STATUS.to_string())]);
+    let conds = &writes[2].body["status"]["conditions"];
+    assert_eq!(condition(conds, "Accepted")["observedGeneration"], 2);
     c.stop().await;
 }
 
