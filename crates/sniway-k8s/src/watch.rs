@@ -36,11 +36,27 @@ fn spawn_stream(
     tokio::spawn(async move {
         let stream = watcher::watcher(api, config).default_backoff();
         futures::pin_mut!(stream);
+        let mut listed = false;
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(ev) => {
+                    listed |= matches!(ev, Event::InitDone);
                     if tx.send((id.clone(), ev)).is_err() {
                         return;
+                    }
+                }
+                // A resource the API server does not serve (its CRD is not installed) has no
+                // objects: counted as listed and empty, so the other kinds are served; the
+                // watcher keeps trying and picks the kind up once it is installed.
+                Err(watcher::Error::InitialListFailed(kube_client::Error::Api(s)))
+                    if s.code == 404 && !listed =>
+                {
+                    tracing::warn!(stream = ?id, "not served by the API server (CRD not installed?); treated as empty");
+                    listed = true;
+                    for ev in [Event::Init, Event::InitDone] {
+                        if tx.send((id.clone(), ev)).is_err() {
+                            return;
+                        }
                     }
                 }
                 // The backoff retries; the store keeps serving what it has.

@@ -527,3 +527,18 @@ async fn a_standby_takes_over_when_the_leaders_lease_expires() {
     );
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_kind_the_api_server_does_not_serve_counts_as_empty() {
+    let server = ApiServer::start().await.unwrap();
+    seed_basic(&server);
+    server.fail_next_with("/apis/gateway.networking.k8s.io/v1/listenersets", 404, 1_000_000);
+    let mut c = Running::start(&server, ControllerOptions::default()).await;
+    c.table_where(|s| summary_has(s, "web.example.com")).await;
+    assert!(
+        server
+            .wait_for_requests(|r| r.iter().filter(|r| r.path.ends_with("/status")).count() >= 2)
+            .await
+    );
+    c.stop().await;
+}

@@ -345,8 +345,8 @@ impl ApiServer {
     }
 
     /// Answers the next `n` requests whose URL path is `path` with a `Status` of `code`
-    /// (reason `Conflict` for 409, `InternalError` otherwise), as if another writer or a
-    /// failing etcd got there first.
+    /// (reason `Conflict` for 409, `NotFound` for 404, `InternalError` otherwise): another
+    /// writer got there first, a resource is not served, etcd fails.
     pub fn fail_next_with(&self, path: &str, code: u16, n: u32) {
         self.inner.lock().faults.insert(path.to_string(), (code, n));
     }
@@ -889,6 +889,11 @@ async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
         let resp = if let Some(code) = fault {
             match code {
                 409 => failure(409, "Conflict", "injected fault: the object has been modified"),
+                404 => failure(
+                    404,
+                    "NotFound",
+                    "injected fault: the server could not find the requested resource",
+                ),
                 code => failure(code, "InternalError", "injected fault"),
             }
         } else if !bytes.is_empty() && body.is_null() {
