@@ -1,6 +1,17 @@
 //! sniway in Kubernetes: watches the Gateway API kinds, compiles them with the same pure step as
 //! file mode (`sniway_compile`), hands the table to the live data plane (`sniway_proxy`), writes
 //! status by server-side apply as the leader of a Lease, and provisions a data plane per Gateway.
+//!
+//! ```text
+//! watchers (watch) ──events──> Store (store) ──debounced──> compile_snapshot (snapshot)
+//!   one per kind, one per          raw JSON, a re-list           │
+//!   referenced Secret              swapped in whole              ├──> sink(Arc<Compiled>)  (the data plane)
+//!                                                                └──> StatusWriter (status), while leader (lease)
+//! ```
+//!
+//! [`controller::run`] ties them together; every piece is usable on its own and tested
+//! against `sniway_testkit::apiserver`, a simulated API server reached through a real
+//! `kube::Client`.
 #![warn(missing_docs)]
 
 pub mod controller;

@@ -364,8 +364,9 @@ impl ApiServer {
         self.inner.changed.notify_waiters();
     }
 
-    /// Sends a `BOOKMARK` event with the current resourceVersion to every open watch that
-    /// asked for bookmarks... and to all others too, as the API server may.
+    /// Sends a `BOOKMARK` event with the current resourceVersion to every open watch (the API
+    /// server sends them only to watches with `allowWatchBookmarks`, and clients must accept
+    /// them in any case).
     pub fn bookmark(&self) {
         let mut st = self.inner.lock();
         let rv = st.rv;

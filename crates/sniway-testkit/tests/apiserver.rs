@@ -222,3 +222,12 @@ async fn cluster_scoped_and_core_objects_have_their_own_paths() {
         ["/api/v1/namespaces/infra", "/api/v1/services", "/api/v1/namespaces/other/services"]
     );
 }
+
+#[tokio::test]
+async fn a_watch_ends_after_its_timeout() {
+    let server = ApiServer::start().await.unwrap();
+    let api = gateways(server.client().await.unwrap(), "infra");
+    let mut events = api.watch(&WatchParams::default().timeout(1), "0").await.unwrap().boxed();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), events.next()).await;
+    assert!(matches!(ended, Ok(None)), "the stream ends on its own");
+}
