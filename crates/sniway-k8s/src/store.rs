@@ -18,8 +18,9 @@ use crate::kinds::{self, Kind};
 pub enum StreamId {
     /// Every object of a kind (by kind name, e.g. `Gateway`).
     Kind(&'static str),
-    /// One Secret, by namespace and name.
-    Secret(String, String),
+    /// One Secret, by namespace and name, and the number of its watcher (events of a stopped
+    /// watcher still queued when the Secret is referenced again are told apart).
+    Secret(String, String, u64),
 }
 
 /// An object's identity.
@@ -142,18 +143,27 @@ impl Store {
     }
 
     /// Expects the stream of one Secret (its objects count once it has listed).
-    pub fn add_secret(&mut self, namespace: &str, name: &str) {
+    pub fn add_secret(&mut self, namespace: &str, name: &str, watcher: u64) {
         self.streams
-            .entry(StreamId::Secret(namespace.into(), name.into()))
+            .entry(StreamId::Secret(namespace.into(), name.into(), watcher))
             .or_insert_with(|| StreamState { kind: Some(kinds::SECRET), ..Default::default() });
     }
 
     /// Forgets a Secret's stream and its object.
     pub fn remove_secret(&mut self, namespace: &str, name: &str) -> Change {
-        match self.streams.remove(&StreamId::Secret(namespace.into(), name.into())) {
-            Some(s) if !s.objects.is_empty() => Change::Spec,
-            _ => Change::None,
+        let ids: Vec<StreamId> = self
+            .streams
+            .keys()
+            .filter(|id| matches!(id, StreamId::Secret(ns, n, _) if ns == namespace && n == name))
+            .cloned()
+            .collect();
+        let mut change = Change::None;
+        for id in ids {
+            if self.streams.remove(&id).is_some_and(|s| !s.objects.is_empty()) {
+                change = Change::Spec;
+            }
         }
+        change
     }
 
     /// Applies one watcher event to its stream.
@@ -250,9 +260,107 @@ impl Store {
         self.streams
             .keys()
             .filter_map(|id| match id {
-                StreamId::Secret(ns, n) => Some((ns.clone(), n.clone())),
+                StreamId::Secret(ns, n, _) => Some((ns.clone(), n.clone())),
                 StreamId::Kind(_) => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(name: &str, label: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "a", "labels": {"l": label},
+                         "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"ports": [{"port": 1}]},
+        }))
+        .unwrap()
+    }
+
+    fn names(store: &Store) -> Vec<String> {
+        store.objects().map(|(k, _)| k.name).collect()
+    }
+
+    #[test]
+    fn a_relist_is_served_only_once_complete() {
+        let id = StreamId::Kind("Service");
+        let mut store = Store::new(&[kinds::SERVICE]);
+        assert!(!store.ready());
+        store.apply(&id, Event::Init);
+        store.apply(&id, Event::InitApply(svc("x", "1")));
+        assert!(names(&store).is_empty(), "a half-built list is not served");
+        assert_eq!(store.apply(&id, Event::InitDone), Change::Spec);
+        assert!(store.ready());
+        let (_, x) = store.objects().next().unwrap();
+        assert_eq!(x["kind"], "Service");
+        assert_eq!(x["apiVersion"], "v1");
+        assert!(x["metadata"].get("managedFields").is_none());
+
+        // A re-list: the old set is served until InitDone swaps the new one in.
+        store.apply(&id, Event::Init);
+        store.apply(&id, Event::InitApply(svc("y", "1")));
+        assert_eq!(names(&store), ["x"]);
+        assert_eq!(store.apply(&id, Event::InitDone), Change::Spec);
+        assert_eq!(names(&store), ["y"]);
+    }
+
+    #[test]
+    fn a_status_only_change_needs_no_compile() {
+        let id = StreamId::Kind("Service");
+        let mut store = Store::new(&[kinds::SERVICE]);
+        store.apply(&id, Event::Init);
+        store.apply(&id, Event::InitDone);
+        assert_eq!(store.apply(&id, Event::Apply(svc("x", "1"))), Change::Spec);
+        assert_eq!(store.apply(&id, Event::Apply(svc("x", "1"))), Change::None);
+        let mut with_status = svc("x", "1");
+        with_status.data["status"] = json!({"loadBalancer": {}});
+        with_status.metadata.resource_version = Some("9".into());
+        assert_eq!(store.apply(&id, Event::Apply(with_status)), Change::Status);
+        assert_eq!(store.apply(&id, Event::Apply(svc("x", "2"))), Change::Spec);
+        assert_eq!(store.apply(&id, Event::Delete(svc("x", "2"))), Change::Spec);
+    }
+
+    #[test]
+    fn events_of_a_stopped_secret_watcher_are_ignored() {
+        let mut store = Store::new(&[]);
+        store.add_secret("a", "s", 1);
+        assert!(!store.ready(), "waits for the Secret's list");
+        store.remove_secret("a", "s");
+        store.add_secret("a", "s", 2);
+        let old = StreamId::Secret("a".into(), "s".into(), 1);
+        store.apply(&old, Event::Init);
+        assert_eq!(store.apply(&old, Event::InitDone), Change::None);
+        assert!(!store.ready());
+        let new = StreamId::Secret("a".into(), "s".into(), 2);
+        store.apply(&new, Event::Init);
+        store.apply(&new, Event::InitDone);
+        assert!(store.ready());
+    }
+
+    #[test]
+    fn listeners_reference_secrets_in_their_own_namespace_by_default() {
+        let id = StreamId::Kind("Gateway");
+        let mut store = Store::new(&[kinds::GATEWAY]);
+        let gw: DynamicObject = serde_json::from_value(json!({
+            "metadata": {"name": "g", "namespace": "infra"},
+            "spec": {"listeners": [
+                {"tls": {"certificateRefs": [{"name": "a"}, {"name": "b", "namespace": "certs"},
+                                             {"name": "c", "group": "example.com", "kind": "Vault"}]}},
+                {"name": "no-tls"},
+            ]},
+        }))
+        .unwrap();
+        store.apply(&id, Event::Init);
+        store.apply(&id, Event::InitApply(gw));
+        store.apply(&id, Event::InitDone);
+        let refs: Vec<(String, String)> = store.secret_refs().into_iter().collect();
+        assert_eq!(
+            refs,
+            [("certs".to_string(), "b".to_string()), ("infra".to_string(), "a".to_string())]
+        );
     }
 }

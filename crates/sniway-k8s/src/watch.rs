@@ -72,6 +72,8 @@ pub struct Watches {
     tx: mpsc::UnboundedSender<StreamEvent>,
     kinds: Vec<JoinHandle<()>>,
     secrets: BTreeMap<(String, String), JoinHandle<()>>,
+    /// Secret watchers started so far.
+    started: u64,
 }
 
 impl Drop for Watches {
@@ -96,7 +98,7 @@ impl Watches {
                 spawn_stream(StreamId::Kind(k.kind), api, watcher::Config::default(), tx.clone())
             })
             .collect();
-        (Watches { client, tx, kinds: handles, secrets: BTreeMap::new() }, rx)
+        (Watches { client, tx, kinds: handles, secrets: BTreeMap::new(), started: 0 }, rx)
     }
 
     /// Starts a watcher (field selector `metadata.name=NAME` in its namespace) for every Secret
@@ -118,14 +120,15 @@ impl Watches {
             if self.secrets.contains_key(&(ns.clone(), name.clone())) {
                 continue;
             }
-            store.add_secret(&ns, &name);
+            self.started += 1;
+            store.add_secret(&ns, &name, self.started);
             let api = Api::<DynamicObject>::namespaced_with(
                 self.client.clone(),
                 &ns,
                 &api_resource(&kinds::SECRET),
             );
             let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-            let id = StreamId::Secret(ns.clone(), name.clone());
+            let id = StreamId::Secret(ns.clone(), name.clone(), self.started);
             self.secrets.insert((ns, name), spawn_stream(id, api, config, self.tx.clone()));
         }
         change
