@@ -770,6 +770,8 @@ where
 pub struct Pruned {
     /// Its kind.
     pub kind: &'static str,
+    /// Its namespace.
+    pub namespace: String,
     /// Its name.
     pub name: String,
 }
@@ -783,14 +785,23 @@ pub fn owning_gateway(meta: &ObjectMeta) -> Option<&str> {
     })
 }
 
-/// Deletes, in `namespace`, the provisioned objects (labelled
-/// `app.kubernetes.io/managed-by: sniway`) whose controlling Gateway is not in `live_gateways`
-/// (uids of the Gateways sniway serves): deleted, or moved to another class. Objects that no
-/// Gateway controls are left alone. Each delete is conditional on the uid listed, so an object
-/// recreated meanwhile survives.
+/// Whether [`prune`] deletes the object of `meta`: sniway provisioned it (label
+/// `app.kubernetes.io/managed-by: sniway`) for a Gateway (its controlling owner) that is not in
+/// `live_gateways`. An object no Gateway controls is left alone, whatever its labels.
+pub fn orphaned(meta: &ObjectMeta, live_gateways: &BTreeSet<String>) -> bool {
+    let ours = meta.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).is_some_and(|v| v == APP);
+    ours && owning_gateway(meta).is_some_and(|uid| !live_gateways.contains(uid))
+}
+
+/// Deletes the [`orphaned`] objects of the kinds [`desired`] builds, in `namespace` or, with
+/// `None`, in every namespace (after a restart the controller does not know where it once
+/// provisioned). `live_gateways` holds the uids of the Gateways sniway serves: a Gateway deleted
+/// or moved to another controller's class loses its data plane. (The garbage collector deletes
+/// a deleted Gateway's objects too, through their owner reference.) Each delete is conditional
+/// on the uid listed, so an object recreated meanwhile under the same name survives.
 pub async fn prune(
     client: &kube_client::Client,
-    namespace: &str,
+    namespace: Option<&str>,
     live_gateways: &BTreeSet<String>,
 ) -> Result<Vec<Pruned>, kube_client::Error> {
     let mut out = Vec::new();
@@ -803,7 +814,7 @@ pub async fn prune(
 
 async fn prune_kind<K>(
     client: &kube_client::Client,
-    namespace: &str,
+    namespace: Option<&str>,
     live: &BTreeSet<String>,
     out: &mut Vec<Pruned>,
 ) -> Result<(), kube_client::Error>
@@ -815,21 +826,26 @@ where
         + serde::de::DeserializeOwned,
 {
     use kube_client::api::{Api, DeleteParams, ListParams, Preconditions};
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let list: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={APP}"));
-    for item in api.list_metadata(&lp).await?.items {
+    for item in list.list_metadata(&lp).await?.items {
         let meta = &item.metadata;
-        let Some(owner) = owning_gateway(meta) else { continue };
-        if live.contains(owner) {
+        if !orphaned(meta, live) {
             continue;
         }
-        let Some(name) = meta.name.clone() else { continue };
+        let (Some(name), Some(ns)) = (meta.name.clone(), meta.namespace.clone()) else { continue };
         let dp = DeleteParams {
             preconditions: Some(Preconditions { uid: meta.uid.clone(), resource_version: None }),
             ..DeleteParams::background()
         };
+        let api: Api<K> = Api::namespaced(client.clone(), &ns);
         match api.delete(&name, &dp).await {
-            Ok(_) => out.push(Pruned { kind: <K as k8s_openapi::Resource>::KIND, name }),
+            Ok(_) => {
+                out.push(Pruned { kind: <K as k8s_openapi::Resource>::KIND, namespace: ns, name })
+            }
             // Already gone, or replaced by a new object of the same name.
             Err(kube_client::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e),
@@ -1044,6 +1060,21 @@ mod tests {
         }
         assert_eq!(p.gateway_uid, "uid-1");
         assert_eq!(p.namespace, "edge");
+    }
+
+    #[test]
+    fn only_objects_provisioned_for_a_gateway_no_longer_served_are_orphaned() {
+        let p = build(&gateway("edge"));
+        let meta = &p.deployment.metadata;
+        assert!(!orphaned(meta, &BTreeSet::from(["uid-1".to_string()])));
+        assert!(orphaned(meta, &BTreeSet::from(["uid-2".to_string()])));
+        assert!(orphaned(meta, &BTreeSet::new()));
+        let mut unlabelled = meta.clone();
+        unlabelled.labels.as_mut().expect("labels").remove(MANAGED_BY_LABEL);
+        assert!(!orphaned(&unlabelled, &BTreeSet::new()));
+        let mut unowned = meta.clone();
+        unowned.owner_references = None;
+        assert!(!orphaned(&unowned, &BTreeSet::new()));
     }
 
     #[test]
