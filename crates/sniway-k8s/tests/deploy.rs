@@ -482,3 +482,44 @@ fn normalise(p: &Path) -> String {
     }
     out.join("/")
 }
+
+/// `v` read as the typed object `K` and written back: a field the API does not know, or a value
+/// of the wrong type, does not survive (what `kubectl apply --validate=strict` refuses).
+fn round_trip<K: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> Value {
+    let typed: K = serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("{} {}: {e}", kind_of(v), name_of(v)));
+    serde_json::to_value(typed).expect("serialises")
+}
+
+#[test]
+fn every_core_object_in_deploy_has_only_fields_its_api_defines() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let mut checked = BTreeSet::new();
+    for (file, o) in objects() {
+        let back = match kind_of(&o) {
+            "Namespace" => round_trip::<Namespace>(&o),
+            "ServiceAccount" => round_trip::<ServiceAccount>(&o),
+            "ClusterRole" => round_trip::<ClusterRole>(&o),
+            "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(&o),
+            "Role" => round_trip::<Role>(&o),
+            "RoleBinding" => round_trip::<RoleBinding>(&o),
+            "Deployment" => round_trip::<Deployment>(&o),
+            "CustomResourceDefinition" => round_trip::<CustomResourceDefinition>(&o),
+            // Not a core kind: its schema is the Gateway API's CRD.
+            "GatewayClass" => continue,
+            other => panic!("{file}: unexpected kind {other}"),
+        };
+        assert_eq!(
+            back,
+            o,
+            "{file}: {} {} changes when read as its type",
+            kind_of(&o),
+            name_of(&o)
+        );
+        checked.insert(kind_of(&o).to_string());
+    }
+    assert_eq!(checked.len(), 8, "{checked:?}");
+}
