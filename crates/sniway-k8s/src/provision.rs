@@ -86,6 +86,18 @@ impl ServiceType {
     }
 }
 
+impl std::str::FromStr for ServiceType {
+    type Err = String;
+
+    /// `LoadBalancer`, `ClusterIP` or `NodePort`, in any case (for a command-line flag).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [ServiceType::LoadBalancer, ServiceType::ClusterIP, ServiceType::NodePort]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("`{s}` is not LoadBalancer, ClusterIP or NodePort"))
+    }
+}
+
 /// What the controller's flags say about every data plane it provisions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProvisionOptions {
@@ -1250,6 +1262,9 @@ mod tests {
         assert_eq!(caps.add.as_deref(), Some(&["NET_BIND_SERVICE".to_string()][..]));
         let psc = pod(&p).security_context.as_ref().expect("pod security context");
         assert_eq!(psc.run_as_user, Some(65532));
+        assert_eq!(psc.run_as_non_root, Some(true));
+        let seccomp = psc.seccomp_profile.as_ref().map(|p| p.type_.as_str());
+        assert_eq!(seccomp, Some("RuntimeDefault"));
         let requests = container(&p).resources.as_ref().and_then(|r| r.requests.as_ref());
         assert!(requests.is_some_and(|r| r.contains_key("cpu") && r.contains_key("memory")));
     }
@@ -1318,6 +1333,16 @@ mod tests {
                 Some(&["192.0.2.10".to_string(), "2001:db8::1".to_string()][..])
             );
         }
+    }
+
+    #[test]
+    fn service_types_parse_from_their_api_names_in_any_case() {
+        for t in [ServiceType::LoadBalancer, ServiceType::ClusterIP, ServiceType::NodePort] {
+            assert_eq!(t.as_str().parse::<ServiceType>(), Ok(t));
+            assert_eq!(t.as_str().to_lowercase().parse::<ServiceType>(), Ok(t));
+        }
+        assert!("ExternalName".parse::<ServiceType>().is_err());
+        assert!("".parse::<ServiceType>().is_err());
     }
 
     #[test]
