@@ -11,6 +11,13 @@
 //! The Gateway owns them (`ownerReferences`), so the garbage collector deletes them with it.
 //!
 //! Infrastructure labels also go on the pod template, so changing them rolls the pods.
+//!
+//! The data plane pods read the Gateway API objects, Services, EndpointSlices, Namespaces,
+//! ListenerPolicies and Secrets of every namespace: one cluster-scoped ClusterRoleBinding,
+//! [`DATAPLANE_BINDING`], binds the read-only ClusterRole [`DATAPLANE_ROLE`] (shipped in
+//! `deploy/rbac.yaml`) to every provisioned ServiceAccount ([`dataplane_binding`],
+//! [`apply_dataplane_binding`]). A cluster-scoped object cannot be owned by a namespaced
+//! Gateway, so the controller keeps its subjects to the live data planes itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -27,6 +34,7 @@ use k8s_openapi::api::core::v1::{
     ServiceSpec, SleepAction, Sysctl,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -54,6 +62,13 @@ pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-n
 pub const CONTAINER: &str = "dataplane";
 /// Name of the admin port on the data plane container.
 pub const ADMIN_PORT_NAME: &str = "admin";
+
+/// The ClusterRole (`deploy/rbac.yaml`) granting a data plane its reads: get, list and watch on
+/// every kind of `kinds::WATCHED` and on `kinds::SECRET`.
+pub const DATAPLANE_ROLE: &str = "sniway-dataplane";
+/// The ClusterRoleBinding of [`DATAPLANE_ROLE`] to every provisioned ServiceAccount, the only
+/// ClusterRoleBinding the controller may write (`deploy/rbac.yaml` names it in `resourceNames`).
+pub const DATAPLANE_BINDING: &str = "sniway-dataplane";
 
 /// Suffix of every provisioned object's name (`<NAME>-<CLASS>` of GEP-1762 for the class
 /// `sniway`).
@@ -162,6 +177,14 @@ pub struct Provisioned {
     pub service: Service,
     /// Keeps voluntary evictions to one pod at a time.
     pub pod_disruption_budget: PodDisruptionBudget,
+}
+
+impl Provisioned {
+    /// The data plane's ServiceAccount as (namespace, name), a subject of [`dataplane_binding`].
+    pub fn service_account_ref(&self) -> (String, String) {
+        let name = self.service_account.metadata.name.clone().unwrap_or_default();
+        (self.namespace.clone(), name)
+    }
 }
 
 /// Why no objects can be built for a Gateway.
@@ -775,6 +798,62 @@ where
     let name = object.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await
+}
+
+/// The ClusterRoleBinding [`DATAPLANE_BINDING`] of the ClusterRole [`DATAPLANE_ROLE`] to the
+/// ServiceAccounts `service_accounts`, given as (namespace, name): the subjects sorted and
+/// deduplicated, so that the same set of data planes always gives the same object (and a
+/// server-side apply of it changes nothing). With no ServiceAccount the binding has an empty
+/// list of subjects: applied, it revokes the access of every data plane that had it.
+pub fn dataplane_binding(service_accounts: &[(String, String)]) -> ClusterRoleBinding {
+    let subjects: BTreeSet<&(String, String)> = service_accounts.iter().collect();
+    let labels = BTreeMap::from([
+        (NAME_LABEL.to_string(), APP.to_string()),
+        (COMPONENT_LABEL.to_string(), CONTAINER.to_string()),
+        (MANAGED_BY_LABEL.to_string(), APP.to_string()),
+    ]);
+    ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(DATAPLANE_BINDING.to_string()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_string()),
+            kind: "ClusterRole".to_string(),
+            name: DATAPLANE_ROLE.to_string(),
+        },
+        subjects: Some(
+            subjects
+                .into_iter()
+                .map(|(namespace, name)| Subject {
+                    kind: "ServiceAccount".to_string(),
+                    name: name.clone(),
+                    namespace: Some(namespace.clone()),
+                    ..Subject::default()
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Writes [`dataplane_binding`]`(service_accounts)` by server-side apply, taking over any field
+/// another manager set (`force`), and returns it as the API server stored it. The list of
+/// subjects is atomic: the one applied replaces the one stored, so pass every data plane's
+/// ServiceAccount, not only a new one.
+///
+/// The API server lets the controller bind [`DATAPLANE_ROLE`] without the `bind` verb because
+/// the controller's own ClusterRole holds every permission of that role (RBAC's
+/// privilege-escalation prevention); `tests/deploy.rs` checks that it does.
+pub async fn apply_dataplane_binding(
+    client: &kube_client::Client,
+    service_accounts: &[(String, String)],
+) -> Result<ClusterRoleBinding, kube_client::Error> {
+    use kube_client::api::{Api, Patch, PatchParams};
+    let binding = dataplane_binding(service_accounts);
+    let api: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(DATAPLANE_BINDING, &params, &Patch::Apply(&binding)).await
 }
 
 /// One object [`prune`] deleted.
@@ -1442,5 +1521,86 @@ mod tests {
         assert!(!available(&with(Some(0))));
         assert!(!available(&with(None)));
         assert!(!available(&Deployment::default()));
+    }
+
+    fn sa(namespace: &str, name: &str) -> (String, String) {
+        (namespace.to_string(), name.to_string())
+    }
+
+    fn subjects(b: &ClusterRoleBinding) -> Vec<(String, String)> {
+        b.subjects
+            .iter()
+            .flatten()
+            .map(|s| {
+                assert_eq!(s.kind, "ServiceAccount");
+                assert_eq!(s.api_group, None, "a ServiceAccount is of the core group");
+                (
+                    s.namespace.clone().expect("a ServiceAccount subject names its namespace"),
+                    s.name.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_dataplane_binding_binds_the_read_only_role_to_every_service_account_once_in_order() {
+        let b = dataplane_binding(&[
+            sa("b", "edge-sniway"),
+            sa("a", "z-sniway"),
+            sa("b", "edge-sniway"),
+            sa("a", "b-sniway"),
+            // Same name, another namespace: another subject.
+            sa("c", "edge-sniway"),
+        ]);
+        assert_eq!(
+            subjects(&b),
+            vec![
+                sa("a", "b-sniway"),
+                sa("a", "z-sniway"),
+                sa("b", "edge-sniway"),
+                sa("c", "edge-sniway")
+            ]
+        );
+        assert_eq!(b.metadata.name.as_deref(), Some(DATAPLANE_BINDING));
+        assert_eq!(b.role_ref.api_group.as_deref(), Some("rbac.authorization.k8s.io"));
+        assert_eq!(b.role_ref.kind, "ClusterRole");
+        assert_eq!(b.role_ref.name, DATAPLANE_ROLE);
+        // Cluster-scoped: no namespace, and no owner, which a namespaced Gateway cannot be.
+        assert_eq!(b.metadata.namespace, None);
+        assert_eq!(b.metadata.owner_references, None);
+        let labels = b.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels[MANAGED_BY_LABEL], APP);
+    }
+
+    #[test]
+    fn the_dataplane_binding_is_the_same_whatever_the_order_of_its_service_accounts() {
+        let one = [sa("x", "a-sniway"), sa("y", "b-sniway"), sa("x", "c-sniway")];
+        let mut other = one.to_vec();
+        other.reverse();
+        other.push(one[0].clone());
+        assert_eq!(dataplane_binding(&one), dataplane_binding(&other));
+    }
+
+    #[test]
+    fn without_data_planes_the_binding_remains_with_an_empty_list_of_subjects() {
+        let b = dataplane_binding(&[]);
+        assert_eq!(b.subjects, Some(vec![]));
+        let json = serde_json::to_value(&b).expect("serialises");
+        // An explicit empty list, so that the apply removes the subjects applied before.
+        assert_eq!(json["subjects"], json!([]));
+        assert_eq!(json["apiVersion"], "rbac.authorization.k8s.io/v1");
+        assert_eq!(json["kind"], "ClusterRoleBinding");
+        assert_eq!(json["roleRef"]["name"], DATAPLANE_ROLE);
+        assert!(json["metadata"].get("namespace").is_none(), "{json}");
+    }
+
+    #[test]
+    fn a_provisioned_data_plane_is_bound_by_the_service_account_its_pods_run_as() {
+        let p = build(&gateway("edge"));
+        let (namespace, name) = p.service_account_ref();
+        assert_eq!(namespace, "edge");
+        assert_eq!(Some(name.as_str()), pod(&p).service_account_name.as_deref());
+        let b = dataplane_binding(&[p.service_account_ref()]);
+        assert_eq!(subjects(&b), vec![(namespace, name)]);
     }
 }
