@@ -844,7 +844,9 @@ pub fn dataplane_binding(service_accounts: &[(String, String)]) -> ClusterRoleBi
 ///
 /// The API server lets the controller bind [`DATAPLANE_ROLE`] without the `bind` verb because
 /// the controller's own ClusterRole holds every permission of that role (RBAC's
-/// privilege-escalation prevention); `tests/deploy.rs` checks that it does.
+/// privilege-escalation prevention); `tests/deploy.rs` checks that it does. That check reads the
+/// role's rules, so the apply fails while [`DATAPLANE_ROLE`] does not exist. Apply the
+/// binding before a new data plane's Deployment, so that its pods can read when they start.
 pub async fn apply_dataplane_binding(
     client: &kube_client::Client,
     service_accounts: &[(String, String)],

@@ -234,26 +234,40 @@ fn the_gateway_class_names_sniways_controller() {
     assert_eq!(provision::FIELD_MANAGER, sniway_compile::status::conditions::CONTROLLER_NAME);
 }
 
-/// (apiGroup, resource, verb) triples a role's rules grant.
-fn grants(origin: &str, role: &Value) -> BTreeSet<(String, String, String)> {
+/// One permission: (apiGroup, resource, verb, resource name), the name empty for any.
+type Grant = (String, String, String, String);
+
+/// The permissions a role's rules grant.
+fn grants(origin: &str, role: &Value) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
     let rules = role["rules"].as_array().expect("rules");
     for rule in rules {
         let obj = rule.as_object().expect("a rule is a map");
         for key in obj.keys() {
             assert!(
-                ["apiGroups", "resources", "verbs"].contains(&key.as_str()),
-                "{origin}: rule field {key} (resourceNames, nonResourceURLs) is not expected"
+                ["apiGroups", "resources", "verbs", "resourceNames"].contains(&key.as_str()),
+                "{origin}: rule field {key} (nonResourceURLs) is not expected"
             );
         }
         let (groups, resources, verbs) =
             (strings(&rule["apiGroups"]), strings(&rule["resources"]), strings(&rule["verbs"]));
         assert!(!groups.is_empty() && !resources.is_empty() && !verbs.is_empty(), "{origin}");
+        let names = match rule.get("resourceNames") {
+            // An empty list would grant every name: spelt out, it is a mistake.
+            Some(n) => {
+                let names = strings(n);
+                assert!(!names.is_empty(), "{origin}: empty resourceNames in {rule}");
+                names
+            }
+            None => vec![""],
+        };
         for g in &groups {
             for r in &resources {
                 for v in &verbs {
                     assert!(![g, r, v].contains(&&"*"), "{origin}: a wildcard in {rule}");
-                    out.insert((g.to_string(), r.to_string(), v.to_string()));
+                    for n in &names {
+                        out.insert((g.to_string(), r.to_string(), v.to_string(), n.to_string()));
+                    }
                 }
             }
         }
@@ -261,17 +275,31 @@ fn grants(origin: &str, role: &Value) -> BTreeSet<(String, String, String)> {
     out
 }
 
-fn needed(kinds: &[kinds::Kind]) -> BTreeSet<(String, String, String)> {
+/// Kinds the controller writes only under one name, and that name.
+const NAMED: &[(kinds::Kind, &str)] =
+    &[(kinds::CLUSTER_ROLE_BINDING, provision::DATAPLANE_BINDING)];
+
+fn needed(kinds: &[kinds::Kind]) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
     for k in kinds {
+        let name = NAMED.iter().find(|(n, _)| n == k).map_or("", |(_, name)| name);
         for v in k.verbs {
-            out.insert((k.group.to_string(), k.plural.to_string(), v.to_string()));
+            out.insert((k.group.to_string(), k.plural.to_string(), v.to_string(), name.into()));
         }
         for v in k.status_verbs {
-            out.insert((k.group.to_string(), format!("{}/status", k.plural), v.to_string()));
+            let status = format!("{}/status", k.plural);
+            out.insert((k.group.to_string(), status, v.to_string(), name.into()));
         }
     }
     out
+}
+
+/// Whether `holder` holds `g`: a grant of the same verb on the same resource, for any name or
+/// for that name (RBAC's `Covers`, without wildcards, which deploy/ has none of).
+fn holds(holder: &BTreeSet<Grant>, g: &Grant) -> bool {
+    let (group, resource, verb, _) = g;
+    holder.contains(g)
+        || holder.contains(&(group.clone(), resource.clone(), verb.clone(), String::new()))
 }
 
 #[test]
@@ -292,6 +320,77 @@ fn the_rbac_grants_exactly_what_the_table_of_kinds_needs() {
     let extra: Vec<_> = cluster.difference(&want).collect();
     assert!(missing.is_empty(), "the ClusterRole lacks {missing:?}");
     assert!(extra.is_empty(), "the ClusterRole grants more than kinds::ALL needs: {extra:?}");
+}
+
+#[test]
+fn the_controller_writes_only_the_dataplane_binding_among_cluster_role_bindings() {
+    let objects = objects();
+    let cluster = grants("ClusterRole", find(&objects, "ClusterRole", "sniway-controller"));
+    let k = kinds::CLUSTER_ROLE_BINDING;
+    assert!(kinds::ALL.contains(&k));
+    let on_bindings: BTreeSet<(&str, &str)> = cluster
+        .iter()
+        .filter(|(g, r, _, _)| *g == k.group && r.starts_with(k.plural))
+        .map(|(_, _, v, n)| (v.as_str(), n.as_str()))
+        .collect();
+    let want: BTreeSet<(&str, &str)> =
+        k.verbs.iter().map(|v| (*v, provision::DATAPLANE_BINDING)).collect();
+    assert_eq!(on_bindings, want);
+    // Server-side apply, which the API server authorizes by the binding's name (create
+    // included), is all the controller needs: no list, watch or delete.
+    for v in ["list", "watch", "delete", "deletecollection"] {
+        assert!(!k.verbs.contains(&v), "{v}");
+    }
+    // The binding is the controller's: shipping it too would make `kubectl apply -k` and the
+    // controller fight over its subjects.
+    assert!(
+        !objects.iter().any(|(_, o)| kind_of(o) == "ClusterRoleBinding"
+            && name_of(o) == provision::DATAPLANE_BINDING),
+        "deploy/ ships the ClusterRoleBinding the controller keeps"
+    );
+}
+
+#[test]
+fn the_dataplane_role_grants_exactly_the_reads_of_the_data_plane() {
+    let objects = objects();
+    let role = find(&objects, "ClusterRole", provision::DATAPLANE_ROLE);
+    let granted = grants("ClusterRole sniway-dataplane", role);
+    let mut want = BTreeSet::new();
+    for k in kinds::WATCHED.iter().chain([&kinds::SECRET]) {
+        for v in ["get", "list", "watch"] {
+            want.insert((k.group.to_string(), k.plural.to_string(), v.to_string(), String::new()));
+        }
+    }
+    let missing: Vec<_> = want.difference(&granted).collect();
+    let extra: Vec<_> = granted.difference(&want).collect();
+    assert!(missing.is_empty(), "the data plane's ClusterRole lacks {missing:?}");
+    assert!(extra.is_empty(), "the data plane's ClusterRole grants more than it reads: {extra:?}");
+}
+
+#[test]
+fn the_controller_may_bind_the_dataplane_role_without_the_bind_verb() {
+    // RBAC's privilege-escalation prevention: a subject may create or update a binding to a
+    // role whose every permission it holds at the binding's scope (here the cluster), else
+    // only with `bind` on that role. The controller's ClusterRole holds them all, cluster-wide.
+    let objects = objects();
+    let controller = grants("ClusterRole", find(&objects, "ClusterRole", "sniway-controller"));
+    let binding = find(&objects, "ClusterRoleBinding", "sniway-controller");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole", "held cluster-wide");
+    let dataplane = grants("ClusterRole", find(&objects, "ClusterRole", provision::DATAPLANE_ROLE));
+    let not_held: Vec<&Grant> = dataplane.iter().filter(|g| !holds(&controller, g)).collect();
+    assert!(not_held.is_empty(), "binding sniway-dataplane would need `bind`: {not_held:?}");
+    for (_, resource, verb, _) in &controller {
+        assert!(
+            !["bind", "escalate", "impersonate"].contains(&verb.as_str()),
+            "the controller may {verb} {resource}"
+        );
+    }
+    // What the controller applies refers to that role.
+    let b = serde_json::to_value(provision::dataplane_binding(&[])).expect("serialises");
+    assert_eq!(b["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
+    assert_eq!(b["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(b["roleRef"]["name"], provision::DATAPLANE_ROLE);
+    assert_eq!(b["metadata"]["name"], provision::DATAPLANE_BINDING);
 }
 
 #[test]
