@@ -205,7 +205,6 @@ impl AdminState for Live {
     }
 }
 
-
 impl Live {
     /// A data plane configured from the flags, serving nothing yet.
     pub fn new(args: &ServeArgs) -> Result<Arc<Self>> {
