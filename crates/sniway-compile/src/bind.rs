@@ -116,7 +116,7 @@ spec:
   listeners:
   - {name: a, protocol: TLS, port: 8443, tls: {mode: Passthrough}}
   - {name: b, protocol: TLS, port: 9443, tls: {mode: Passthrough}}
-  - {name: web, protocol: HTTP, port: 80}
+  - {name: raw, protocol: TCP, port: 80}
 "#;
 
     fn compiled() -> Compiled {
@@ -127,8 +127,8 @@ spec:
             &loaded.resources,
             &CompileOptions {
                 default_bind: "127.0.0.1".parse().unwrap(),
-                gateway_class: None,
                 now: "2026-01-01T00:00:00Z".into(),
+                ..Default::default()
             },
         )
     }
@@ -173,7 +173,7 @@ spec:
         assert_eq!(cond(&st.conditions, "Programmed").0, "True");
         assert_eq!(
             cond(&st.conditions, "Accepted"),
-            ("True", "ListenersNotValid", "2 of 3 listeners are not valid: a, web")
+            ("True", "ListenersNotValid", "2 of 3 listeners are not valid: a, raw")
         );
         assert_eq!(st.addresses.len(), 1);
     }

@@ -25,14 +25,42 @@ use crate::GATEWAY_GROUP;
 use crate::backend::Backends;
 use crate::certificate::Certificates;
 use crate::gateway::{self, GatewayState, Served};
+use crate::gateway_class;
 use crate::policy::PolicyStatus;
 use crate::resources::{Meta, Object, Resources, TlsRoute};
 use crate::route;
 use crate::status::conditions::{CONTROLLER_NAME, Cond};
 use crate::status::{
-    GatewayStatus, GatewayStatusAddress, ListenerStatus, ObjectStatus, ParentRefStatus,
-    RouteGroupKind, RouteParentStatus, RouteStatus,
+    GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerStatus, ObjectStatus,
+    ParentRefStatus, RouteGroupKind, RouteParentStatus, RouteStatus,
 };
+
+/// Which Gateways compile serves. A GatewayClass is sniway's when its `spec.controllerName`
+/// is [`CONTROLLER_NAME`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Manifests from files (`sniway run`/`check`). A Gateway is served when its GatewayClass
+    /// in the input is sniway's, or when the input holds no GatewayClass of that name (seed
+    /// manifests ship none; one warning per such class); with `gateway_class`, only Gateways
+    /// of that class. A Gateway whose class names another controller is not served.
+    File {
+        /// Serve only Gateways of this class (`--gateway-class`).
+        gateway_class: Option<String>,
+    },
+    /// A snapshot of a cluster (the controller's watches). Only Gateways whose GatewayClass
+    /// exists and is sniway's are served; with `gateway: Some((namespace, name))` only that
+    /// Gateway (a data plane serving one Gateway).
+    Cluster {
+        /// The one Gateway to serve, as `(namespace, name)`.
+        gateway: Option<(String, String)>,
+    },
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode::File { gateway_class: None }
+    }
+}
 
 /// How to compile.
 #[derive(Clone, Debug)]
@@ -40,10 +68,28 @@ pub struct CompileOptions {
     /// Address for Gateways without `spec.addresses` of type IPAddress (`0.0.0.0` = all
     /// interfaces).
     pub default_bind: IpAddr,
-    /// Serve only Gateways of this class; `None` serves every Gateway in the input.
-    pub gateway_class: Option<String>,
+    /// Which Gateways to serve.
+    pub mode: Mode,
+    /// IP addresses a Gateway may request in `spec.addresses` (GatewayStaticAddresses). `None`:
+    /// any IP address (file mode: a bind failure reports an unusable one, see
+    /// [`crate::apply_bind_failures`]). `Some(set)`: an IPAddress outside the set makes the
+    /// Gateway `Programmed=False/AddressNotUsable` (a controller passes the addresses its
+    /// load balancer can take).
+    pub usable_addresses: Option<BTreeSet<IpAddr>>,
     /// RFC 3339 time stamped as every condition's `lastTransitionTime`.
     pub now: String,
+}
+
+impl Default for CompileOptions {
+    /// All interfaces, file mode serving every Gateway, any address, the Unix epoch.
+    fn default() -> Self {
+        Self {
+            default_bind: IpAddr::from([0, 0, 0, 0]),
+            mode: Mode::default(),
+            usable_addresses: None,
+            now: "1970-01-01T00:00:00Z".into(),
+        }
+    }
 }
 
 /// The result of a compile.
@@ -53,8 +99,16 @@ pub struct Compiled {
     pub table: RoutingTable,
     /// Notes for the user: shadowed hostnames, missing endpoints, foreign parents, extensions.
     pub warnings: Vec<String>,
+    /// Every GatewayClass, sorted by name; `status` is `None` for classes of another
+    /// controller.
+    pub gateway_classes: Vec<ObjectStatus<GatewayClassStatus>>,
     /// Every Gateway, sorted by `namespace/name`; `status` is `None` for Gateways not served
-    /// (another `gateway_class`).
+    /// (see [`Mode`]).
+    ///
+    /// `status.addresses` holds the addresses sniway binds (its `spec.addresses` of type
+    /// IPAddress, else `default_bind`). A controller that provisions a Service for the Gateway
+    /// replaces it with the addresses it learns from that Service before writing the status
+    /// (see [`Compiled::set_gateway_addresses`]); the conditions do not depend on it.
     pub gateways: Vec<ObjectStatus<GatewayStatus>>,
     /// Every TLSRoute, sorted by `namespace/name`.
     pub routes: Vec<ObjectStatus<RouteStatus>>,
@@ -63,14 +117,34 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// A `v1` `List` of every Gateway, TLSRoute and ListenerPolicy (in that order, each sorted
-    /// by namespace/name), each object echoed as given (apiVersion, kind, metadata with
+    /// Replaces `status.addresses` of the served Gateway `namespace/name` (e.g. with the
+    /// load balancer addresses of the Service a controller provisioned for it). Returns whether
+    /// such a served Gateway exists.
+    pub fn set_gateway_addresses(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        addresses: Vec<GatewayStatusAddress>,
+    ) -> bool {
+        let key = format!("{namespace}/{name}");
+        match self.gateways.iter_mut().find(|g| g.key == key).and_then(|g| g.status.as_mut()) {
+            Some(st) => {
+                st.addresses = addresses;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A `v1` `List` of every GatewayClass, Gateway, TLSRoute and ListenerPolicy (in that
+    /// order, each sorted by name), each object echoed as given (apiVersion, kind, metadata with
     /// namespace filled in, spec) plus `.status`, as `kubectl get -o yaml` would show it.
     pub fn status_list(&self) -> Value {
         let items: Vec<Value> = self
-            .gateways
+            .gateway_classes
             .iter()
             .map(ObjectStatus::to_value)
+            .chain(self.gateways.iter().map(ObjectStatus::to_value))
             .chain(self.routes.iter().map(ObjectStatus::to_value))
             .chain(self.policies.iter().map(ObjectStatus::to_value))
             .collect();
@@ -119,18 +193,21 @@ struct Pending<'r> {
 pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
     let mut warnings = Vec::new();
 
-    // 1. Gateways, sorted by namespace/name for status output.
+    // 1. Gateways, sorted by namespace/name for status output; classes by name.
     let mut all_gateways: Vec<&Object<crate::api::GatewaySpec>> = res.gateways.iter().collect();
     all_gateways
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    let class_statuses = gateway_class::statuses(res, opts);
+    // Gateways not served, with the reason (for warnings about routes naming them).
+    let not_served = gateway_class::select(res, &all_gateways, &opts.mode, &mut warnings);
     let serves = |g: &Object<crate::api::GatewaySpec>| {
-        opts.gateway_class.as_ref().is_none_or(|c| *c == g.spec.gateway_class_name)
+        !not_served.contains_key(&(g.meta.namespace.clone(), g.meta.name.clone()))
     };
     let certs = Certificates::new(res);
     let mut states: Vec<GatewayState<'_>> = all_gateways
         .iter()
         .filter(|g| serves(g))
-        .map(|g| GatewayState::new(g, opts.default_bind, &certs))
+        .map(|g| GatewayState::new(g, opts.default_bind, opts.usable_addresses.as_ref(), &certs))
         .collect();
     let by_key: BTreeMap<(&str, &str), usize> = states
         .iter()
@@ -142,6 +219,18 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
     let mut order: Vec<usize> = (0..states.len()).collect();
     order.sort_by(|&a, &b| age(&states[a].obj.meta, &states[b].obj.meta));
     gateway::assign_sockets(&mut states, &order);
+    for st in &states {
+        for l in st.listeners.iter().filter(|l| l.valid() && !l.serves()) {
+            warnings.push(format!(
+                "{}: Gateway {}: listener {} is {}: accepted for status, not served; sniway has \
+                 no HTTP data plane",
+                st.obj.source,
+                st.key(),
+                l.spec.name,
+                l.spec.protocol
+            ));
+        }
+    }
     let mut attached = crate::policy_attach::attach(res, &states, &by_key, &opts.now);
 
     // 3. Routes.
@@ -199,14 +288,10 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                 continue;
             }
             let Some(&g) = by_key.get(&(gw_ns, pref.name.as_str())) else {
-                let why = match res
-                    .gateways
-                    .iter()
-                    .find(|g| g.meta.namespace == gw_ns && g.meta.name == pref.name)
-                {
-                    Some(g) => format!(
-                        "Gateway {gw_ns}/{} has class {:?}, not the served class; no status written for it",
-                        pref.name, g.spec.gateway_class_name
+                let why = match not_served.get(&(gw_ns.to_string(), pref.name.clone())) {
+                    Some(why) => format!(
+                        "Gateway {gw_ns}/{} is not served by sniway ({why}); no status written for it",
+                        pref.name
                     ),
                     None => format!(
                         "Gateway {gw_ns}/{} is not in the input; no status written for it",
@@ -228,7 +313,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                         l.spec.name
                     ));
                 }
-                if l.valid() {
+                if l.serves() {
                     let slot = pending.entry((g, li)).or_default();
                     for (rule, host) in hits {
                         slot.push(Pending {
@@ -265,12 +350,46 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         });
     }
 
+    // HTTPRoutes: counted in attachedRoutes of HTTP and HTTPS listeners, never served, no
+    // status written (sniway has no HTTP data plane).
+    let mut http_routes: Vec<&Object<crate::api::HttpRouteSpec>> = res.http_routes.iter().collect();
+    http_routes
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    for r in http_routes {
+        let labels = namespace_labels(res, &r.meta.namespace);
+        let mut counted = Vec::new();
+        for pref in &r.spec.parent_refs {
+            let group = pref.group.as_deref().unwrap_or(GATEWAY_GROUP);
+            let kind = pref.kind.as_deref().unwrap_or("Gateway");
+            let gw_ns = pref.namespace.as_deref().unwrap_or(&r.meta.namespace);
+            if group != GATEWAY_GROUP || kind != "Gateway" {
+                continue;
+            }
+            let Some(&g) = by_key.get(&(gw_ns, pref.name.as_str())) else { continue };
+            for li in route::http_listeners(r, pref, &states[g], &labels) {
+                let key = states[g].key();
+                let l = &mut states[g].listeners[li];
+                l.attached.insert(format!("HTTPRoute {}", r.meta.key()));
+                counted.push(format!("{key}/{}", l.spec.name));
+            }
+        }
+        if !counted.is_empty() {
+            warnings.push(format!(
+                "{}: HTTPRoute {}: counted in attachedRoutes of {}; not served and no status \
+                 written (sniway has no HTTP data plane)",
+                r.source,
+                r.meta.key(),
+                counted.join(", ")
+            ));
+        }
+    }
+
     // 4. Table.
     let mut sockets: BTreeMap<SocketAddr, Vec<(usize, usize)>> = BTreeMap::new();
     for &g in &order {
         for li in 0..states[g].listeners.len() {
             let l = &states[g].listeners[li];
-            if l.valid() {
+            if l.serves() && states[g].usable() {
                 for sock in states[g].sockets(li) {
                     sockets.entry(sock).or_default().push((g, li));
                 }
@@ -367,18 +486,16 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
 
     // 5. Gateway status.
     let mut gateway_statuses = Vec::new();
-    let mut next = 0;
     for g in &all_gateways {
-        if !serves(g) {
+        let Some(&gi) = by_key.get(&(g.meta.namespace.as_str(), g.meta.name.as_str())) else {
             gateway_statuses.push(ObjectStatus {
                 key: g.meta.key(),
                 object: g.raw.clone(),
                 status: None,
             });
             continue;
-        }
-        let st = &states[next];
-        next += 1;
+        };
+        let st = &states[gi];
         let generation = st.obj.meta.generation;
         let stamp =
             |c: Vec<Cond>| c.iter().map(|c| c.stamp(generation, &opts.now)).collect::<Vec<_>>();
@@ -406,7 +523,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                     .collect(),
                 attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
                 conditions: stamp(l.conditions()),
-                sockets: if l.valid() { st.sockets(li) } else { vec![] },
+                sockets: if l.serves() && st.usable() { st.sockets(li) } else { vec![] },
             })
             .collect();
         gateway_statuses.push(ObjectStatus {
@@ -423,6 +540,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
     Compiled {
         table,
         warnings,
+        gateway_classes: class_statuses,
         gateways: gateway_statuses,
         routes: route_statuses,
         policies: attached.statuses,

@@ -39,6 +39,7 @@ mod certificate;
 mod compile;
 mod dump;
 mod gateway;
+mod gateway_class;
 mod load;
 pub mod policy;
 mod policy_attach;
@@ -53,9 +54,10 @@ pub use bind::apply_bind_failures;
 pub use certificate::{
     TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, TLS_SECRET_TYPE, certificate_sets, load_certificate,
 };
-pub use compile::{CompileOptions, Compiled, compile};
+pub use compile::{CompileOptions, Compiled, Mode, compile};
 pub use dump::table_summary;
-pub use load::{Diagnostic, LoadError, LoadOptions, Loaded, Source, load};
+pub use gateway_class::SUPPORTED_FEATURES;
+pub use load::{Diagnostic, LoadError, LoadOptions, Loaded, Source, load, load_values};
 pub use policy::crds;
 pub use resources::Resources;
 pub use status::conditions::CONTROLLER_NAME;

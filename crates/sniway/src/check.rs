@@ -328,8 +328,8 @@ spec:
             &loaded.resources,
             &sniway_compile::CompileOptions {
                 default_bind: "0.0.0.0".parse().unwrap(),
-                gateway_class: None,
                 now: "2026-01-01T00:00:00Z".into(),
+                ..Default::default()
             },
         )
     }

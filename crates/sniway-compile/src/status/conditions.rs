@@ -46,6 +46,9 @@ pub mod reasons {
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     /// Gateway `Accepted=False`: a requested address type is not supported.
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
+    /// Gateway `Accepted=False`: `spec.infrastructure.parametersRef` does not resolve to
+    /// parameters the implementation reads.
+    pub const INVALID_PARAMETERS: &str = "InvalidParameters";
     /// Gateway `Programmed=False`: the requested addresses cannot be used.
     pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
 

@@ -7,6 +7,23 @@ use serde_json::Value;
 
 pub use conditions::Condition;
 
+/// `GatewayClass.status`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayClassStatus {
+    /// `Accepted`.
+    pub conditions: Vec<Condition>,
+    /// The features sniway supports ([`crate::SUPPORTED_FEATURES`]), sorted by name.
+    pub supported_features: Vec<SupportedFeature>,
+}
+
+/// `status.supportedFeatures[]` of a GatewayClass.
+#[derive(Clone, Debug, Serialize)]
+pub struct SupportedFeature {
+    /// A Gateway API feature name (`pkg/features`).
+    pub name: String,
+}
+
 /// `Gateway.status`.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
