@@ -12,8 +12,25 @@ use crate::status::{GatewayClassStatus, ObjectStatus, SupportedFeature};
 /// The Gateway API features sniway claims, exactly as `pkg/features` of Gateway API v1.6.1
 /// names them, sorted. Published in every sniway GatewayClass's `status.supportedFeatures`,
 /// from which the conformance suite infers what to test.
-pub const SUPPORTED_FEATURES: &[&str] =
-    &["Gateway", "ReferenceGrant", "TLSRoute", "TLSRouteModeMixed", "TLSRouteModeTerminate"];
+///
+/// `GatewayStaticAddresses` and `GatewayAddressEmpty` need the caller's part too: a controller
+/// passes [`crate::CompileOptions::usable_addresses`] and reports assigned addresses with
+/// [`crate::Compiled::set_gateway_addresses`]. `GatewayInfrastructurePropagation` is not
+/// claimed: propagating labels to created resources is a controller's work.
+///
+/// `GatewayStaticAddresses` and `GatewayAddressEmpty` need the caller's part too: a controller
+/// passes [`crate::CompileOptions::usable_addresses`] and reports assigned addresses with
+/// [`crate::Compiled::set_gateway_addresses`]. `GatewayInfrastructurePropagation` is not
+/// claimed: propagating labels to created resources is a controller's work.
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "Gateway",
+    "GatewayAddressEmpty",
+    "GatewayStaticAddresses",
+    "ReferenceGrant",
+    "TLSRoute",
+    "TLSRouteModeMixed",
+    "TLSRouteModeTerminate",
+];
 
 /// Whether a class is sniway's.
 pub(crate) fn is_ours(class: &Object<crate::api::GatewayClassSpec>) -> bool {

@@ -27,9 +27,21 @@
 //! listeners (GEP-713) and fills each listener's `ListenerSettings`; its CRD is generated from
 //! the types ([`crds`]).
 //!
-//! File-mode choices: every Gateway is served whatever its class unless a class is given;
-//! Gateways sharing an (address, port) share a socket, and when two claim one hostname there the
-//! older keeps it (the other listener gets `PortUnavailable`).
+//! HTTP and HTTPS listeners are accepted for status only (conformance requires them to look
+//! supported): `supportedKinds: [HTTPRoute]`, `Accepted` and `Programmed` True, HTTPS
+//! `certificateRefs` resolved as for Terminate listeners, HTTPRoutes counted in
+//! `attachedRoutes`; they bind no socket and have no table entry (a warning says so). TCP, UDP
+//! and other protocols are `UnsupportedProtocol`. Different protocols on one port are a
+//! `ProtocolConflict`.
+//!
+//! Which Gateways are served ([`Mode`]): a GatewayClass is sniway's when its `controllerName`
+//! is [`CONTROLLER_NAME`]. In file mode a Gateway whose class is not in the input is served too
+//! (with a warning); in cluster mode ([`load_values`] with `LoadOptions::cluster`, objects from
+//! the API server) only Gateways of an existing class of sniway's, or a single one. Every class
+//! gets a status ([`Compiled::gateway_classes`]) listing [`SUPPORTED_FEATURES`].
+//!
+//! File-mode choices: Gateways sharing an (address, port) share a socket, and when two claim one
+//! hostname there the older keeps it (the other listener gets `PortUnavailable`).
 #![warn(missing_docs)]
 
 pub mod api;
