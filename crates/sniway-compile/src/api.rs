@@ -166,13 +166,56 @@ pub struct GatewaySpec {
     pub addresses: Vec<GatewayAddress>,
     /// Infrastructure labels, annotations and parameters.
     pub infrastructure: Option<GatewayInfrastructure>,
-    /// Accepted and ignored (ListenerSets are not supported).
-    pub allowed_listeners: Option<Value>,
+    /// Which ListenerSets may attach listeners (default: none).
+    pub allowed_listeners: Option<AllowedListeners>,
     /// Accepted and ignored (Gateway-level TLS, Extended).
     pub tls: Option<Value>,
     /// Accepted and ignored (older name of `tls.backend`).
     #[serde(rename = "backendTLS")]
     pub backend_tls: Option<Value>,
+}
+
+/// `Gateway.spec.allowedListeners`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedListeners {
+    /// Namespaces ListenerSets may come from.
+    pub namespaces: Option<ListenerNamespaces>,
+}
+
+/// `allowedListeners.namespaces`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerNamespaces {
+    /// `None` (default), `Same`, `Selector` or `All`.
+    pub from: Option<String>,
+    /// Namespace label selector for `Selector`.
+    pub selector: Option<LabelSelector>,
+}
+
+/// `ListenerSet.spec` (`gateway.networking.k8s.io/v1`, GEP-1713).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetSpec {
+    /// The Gateway the listeners join.
+    pub parent_ref: ParentGatewayReference,
+    /// 1..64 listeners, as Gateway listeners (port required).
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+}
+
+/// `ListenerSet.spec.parentRef`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentGatewayReference {
+    /// Default `gateway.networking.k8s.io`.
+    pub group: Option<String>,
+    /// Default `Gateway`.
+    pub kind: Option<String>,
+    /// Gateway name.
+    pub name: String,
+    /// Default: the ListenerSet's namespace.
+    pub namespace: Option<String>,
 }
 
 /// `Gateway.spec.infrastructure`.

@@ -26,13 +26,14 @@ use crate::backend::Backends;
 use crate::certificate::Certificates;
 use crate::gateway::{self, GatewayState, Served};
 use crate::gateway_class;
+use crate::listener_set;
 use crate::policy::PolicyStatus;
 use crate::resources::{Meta, Object, Resources, TlsRoute};
 use crate::route;
 use crate::status::conditions::{CONTROLLER_NAME, Cond};
 use crate::status::{
-    GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerStatus, ObjectStatus,
-    ParentRefStatus, RouteGroupKind, RouteParentStatus, RouteStatus,
+    GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerSetStatus, ListenerStatus,
+    ObjectStatus, ParentRefStatus, RouteGroupKind, RouteParentStatus, RouteStatus,
 };
 
 /// Which Gateways compile serves. A GatewayClass is sniway's when its `spec.controllerName`
@@ -110,6 +111,9 @@ pub struct Compiled {
     /// replaces it with the addresses it learns from that Service before writing the status
     /// (see [`Compiled::set_gateway_addresses`]); the conditions do not depend on it.
     pub gateways: Vec<ObjectStatus<GatewayStatus>>,
+    /// Every ListenerSet, sorted by `namespace/name`; `status` is `None` when its parent is not
+    /// a Gateway sniway serves.
+    pub listener_sets: Vec<ObjectStatus<ListenerSetStatus>>,
     /// Every TLSRoute, sorted by `namespace/name`.
     pub routes: Vec<ObjectStatus<RouteStatus>>,
     /// Every ListenerPolicy, sorted by `namespace/name`.
@@ -136,8 +140,8 @@ impl Compiled {
         }
     }
 
-    /// A `v1` `List` of every GatewayClass, Gateway, TLSRoute and ListenerPolicy (in that
-    /// order, each sorted by name), each object echoed as given (apiVersion, kind, metadata with
+    /// A `v1` `List` of every GatewayClass, Gateway, ListenerSet, TLSRoute and ListenerPolicy
+    /// (in that order, each sorted by name), each object echoed as given (apiVersion, kind, metadata with
     /// namespace filled in, spec) plus `.status`, as `kubectl get -o yaml` would show it.
     pub fn status_list(&self) -> Value {
         let items: Vec<Value> = self
@@ -145,6 +149,7 @@ impl Compiled {
             .iter()
             .map(ObjectStatus::to_value)
             .chain(self.gateways.iter().map(ObjectStatus::to_value))
+            .chain(self.listener_sets.iter().map(ObjectStatus::to_value))
             .chain(self.routes.iter().map(ObjectStatus::to_value))
             .chain(self.policies.iter().map(ObjectStatus::to_value))
             .collect();
@@ -169,7 +174,7 @@ pub(crate) fn age(a: &Meta, b: &Meta) -> Ordering {
 
 /// Labels of a namespace: its Namespace object's labels, plus `kubernetes.io/metadata.name`,
 /// which the API server always sets. A namespace without an object has only that label.
-fn namespace_labels(res: &Resources, ns: &str) -> BTreeMap<String, String> {
+pub(crate) fn namespace_labels(res: &Resources, ns: &str) -> BTreeMap<String, String> {
     let mut labels = res
         .namespaces
         .iter()
@@ -214,6 +219,55 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         .enumerate()
         .map(|(i, g)| ((g.obj.meta.namespace.as_str(), g.obj.meta.name.as_str()), i))
         .collect();
+
+    // ListenerSets join their Gateways before sockets are placed.
+    let set_verdicts = listener_set::merge(res, &mut states, &by_key, &certs, &mut warnings);
+    // A parentRef to a Gateway or ListenerSet -> (Gateway state, ListenerSet index), or why
+    // sniway writes no status for it.
+    let parent = |pref: &crate::api::ParentReference,
+                  route_ns: &str|
+     -> Result<(usize, Option<usize>), String> {
+        let group = pref.group.as_deref().unwrap_or(GATEWAY_GROUP);
+        let kind = pref.kind.as_deref().unwrap_or("Gateway");
+        let ns = pref.namespace.as_deref().unwrap_or(route_ns);
+        match (group, kind) {
+            (GATEWAY_GROUP, "Gateway") => by_key
+                .get(&(ns, pref.name.as_str()))
+                .map(|&g| (g, None))
+                .ok_or_else(|| match not_served.get(&(ns.to_string(), pref.name.clone())) {
+                    Some(why) => format!(
+                        "Gateway {ns}/{} is not served by sniway ({why}); no status written \
+                             for it",
+                        pref.name
+                    ),
+                    None => format!(
+                        "Gateway {ns}/{} is not in the input; no status written for it",
+                        pref.name
+                    ),
+                }),
+            (GATEWAY_GROUP, "ListenerSet") => {
+                let found = res
+                    .listener_sets
+                    .iter()
+                    .position(|l| l.meta.namespace == ns && l.meta.name == pref.name);
+                match found.map(|i| (i, &set_verdicts[i])) {
+                    Some((i, listener_set::Verdict::Merged { gateway })) => Ok((*gateway, Some(i))),
+                    Some(_) => Err(format!(
+                        "ListenerSet {ns}/{} is not attached to a Gateway sniway serves; no \
+                         status written for it",
+                        pref.name
+                    )),
+                    None => Err(format!(
+                        "ListenerSet {ns}/{} is not in the input; no status written for it",
+                        pref.name
+                    )),
+                }
+            }
+            _ => Err(format!(
+                "parent kind {kind} ({group}) is not managed by sniway; no status written for it"
+            )),
+        }
+    };
 
     // 2. Sockets, oldest Gateway first.
     let mut order: Vec<usize> = (0..states.len()).collect();
@@ -279,29 +333,14 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         for (pi, pref) in r.spec.spec.parent_refs.iter().enumerate() {
             let group = pref.group.clone().unwrap_or_else(|| GATEWAY_GROUP.into());
             let kind = pref.kind.clone().unwrap_or_else(|| "Gateway".into());
-            let gw_ns = pref.namespace.as_deref().unwrap_or(&r.meta.namespace);
-            if group != GATEWAY_GROUP || kind != "Gateway" {
-                warnings.push(format!(
-                    "{here}: spec.parentRefs[{pi}]: parent kind {kind} ({group}) is not managed by \
-                     sniway; no status written for it"
-                ));
-                continue;
-            }
-            let Some(&g) = by_key.get(&(gw_ns, pref.name.as_str())) else {
-                let why = match not_served.get(&(gw_ns.to_string(), pref.name.clone())) {
-                    Some(why) => format!(
-                        "Gateway {gw_ns}/{} is not served by sniway ({why}); no status written for it",
-                        pref.name
-                    ),
-                    None => format!(
-                        "Gateway {gw_ns}/{} is not in the input; no status written for it",
-                        pref.name
-                    ),
-                };
-                warnings.push(format!("{here}: spec.parentRefs[{pi}]: {why}"));
-                continue;
+            let (g, set) = match parent(pref, &r.meta.namespace) {
+                Ok(p) => p,
+                Err(why) => {
+                    warnings.push(format!("{here}: spec.parentRefs[{pi}]: {why}"));
+                    continue;
+                }
             };
-            let att = route::attach(r, pref, &states[g], &entries, &labels);
+            let att = route::attach(r, pref, &states[g], &entries, &labels, set);
             for (li, hits) in att.listeners {
                 let gw_key = states[g].key();
                 let l = &mut states[g].listeners[li];
@@ -359,14 +398,8 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         let labels = namespace_labels(res, &r.meta.namespace);
         let mut counted = Vec::new();
         for pref in &r.spec.parent_refs {
-            let group = pref.group.as_deref().unwrap_or(GATEWAY_GROUP);
-            let kind = pref.kind.as_deref().unwrap_or("Gateway");
-            let gw_ns = pref.namespace.as_deref().unwrap_or(&r.meta.namespace);
-            if group != GATEWAY_GROUP || kind != "Gateway" {
-                continue;
-            }
-            let Some(&g) = by_key.get(&(gw_ns, pref.name.as_str())) else { continue };
-            for li in route::http_listeners(r, pref, &states[g], &labels) {
+            let Ok((g, set)) = parent(pref, &r.meta.namespace) else { continue };
+            for li in route::http_listeners(r, pref, &states[g], &labels, set) {
                 let key = states[g].key();
                 let l = &mut states[g].listeners[li];
                 l.attached.insert(format!("HTTPRoute {}", r.meta.key()));
@@ -416,7 +449,13 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
             let id = ListenerId {
                 namespace: gw.obj.meta.namespace.clone(),
                 gateway: gw.obj.meta.name.clone(),
-                listener: l.spec.name.clone(),
+                listener: match l.set {
+                    None => l.spec.name.clone(),
+                    Some(i) => {
+                        let ls = &res.listener_sets[i].meta;
+                        format!("{}/{}/{}", ls.namespace, ls.name, l.spec.name)
+                    }
+                },
             };
             let mut items = pending.remove(&(g, li)).unwrap_or_default();
             // Route precedence: oldest route first, then namespace/name, then rule order; the
@@ -507,25 +546,23 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         } else {
             vec![]
         };
-        let listeners = st
-            .listeners
+        let listeners = listener_statuses(st, None, generation, &opts.now);
+        let sets = set_verdicts
             .iter()
             .enumerate()
-            .map(|(li, l)| ListenerStatus {
-                name: l.spec.name.clone(),
-                supported_kinds: l
-                    .supported_kinds
-                    .iter()
-                    .map(|(group, kind)| RouteGroupKind {
-                        group: group.clone(),
-                        kind: kind.clone(),
-                    })
-                    .collect(),
-                attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
-                conditions: stamp(l.conditions()),
-                sockets: if l.serves() && st.usable() { st.sockets(li) } else { vec![] },
-            })
-            .collect();
+            .filter(
+                |(_, v)| matches!(v, listener_set::Verdict::Merged { gateway } if *gateway == gi),
+            )
+            .filter(|(i, _)| st.listeners.iter().any(|l| l.set == Some(*i) && l.valid()))
+            .count();
+        let targeted = res.listener_sets.iter().enumerate().any(|(i, ls)| {
+            let p = &ls.spec.parent_ref;
+            !matches!(set_verdicts[i], listener_set::Verdict::Foreign)
+                && p.name == st.obj.meta.name
+                && p.namespace.as_deref().unwrap_or(&ls.meta.namespace) == st.obj.meta.namespace
+        });
+        let attached_listener_sets = (st.obj.spec.allowed_listeners.is_some() || targeted)
+            .then(|| i32::try_from(sets).unwrap_or(i32::MAX));
         gateway_statuses.push(ObjectStatus {
             key: st.key(),
             object: st.obj.raw.clone(),
@@ -533,16 +570,74 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                 addresses,
                 conditions: stamp(st.conditions()),
                 listeners,
+                attached_listener_sets,
             }),
         });
     }
+
+    // ListenerSet status, sorted by namespace/name; listener conditions carry the set's
+    // generation.
+    let mut set_order: Vec<usize> = (0..res.listener_sets.len()).collect();
+    set_order.sort_by(|&a, &b| {
+        let (a, b) = (&res.listener_sets[a].meta, &res.listener_sets[b].meta);
+        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+    });
+    let listener_set_statuses = set_order
+        .into_iter()
+        .map(|i| {
+            let ls = &res.listener_sets[i];
+            let verdict = &set_verdicts[i];
+            let state = match verdict {
+                listener_set::Verdict::Merged { gateway } => Some(&states[*gateway]),
+                _ => None,
+            };
+            let status =
+                (!matches!(verdict, listener_set::Verdict::Foreign)).then(|| ListenerSetStatus {
+                    conditions: listener_set::conditions(ls, verdict, state, i)
+                        .iter()
+                        .map(|c| c.stamp(ls.meta.generation, &opts.now))
+                        .collect(),
+                    listeners: state.map_or(vec![], |st| {
+                        listener_statuses(st, Some(i), ls.meta.generation, &opts.now)
+                    }),
+                });
+            ObjectStatus { key: ls.meta.key(), object: ls.raw.clone(), status }
+        })
+        .collect();
 
     Compiled {
         table,
         warnings,
         gateway_classes: class_statuses,
         gateways: gateway_statuses,
+        listener_sets: listener_set_statuses,
         routes: route_statuses,
         policies: attached.statuses,
     }
+}
+
+/// Status entries of the listeners of `st` declared by `set` (`None`: the Gateway's own),
+/// stamped with the declaring object's generation.
+fn listener_statuses(
+    st: &GatewayState<'_>,
+    set: Option<usize>,
+    generation: i64,
+    now: &str,
+) -> Vec<ListenerStatus> {
+    st.listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.set == set)
+        .map(|(li, l)| ListenerStatus {
+            name: l.spec.name.clone(),
+            supported_kinds: l
+                .supported_kinds
+                .iter()
+                .map(|(group, kind)| RouteGroupKind { group: group.clone(), kind: kind.clone() })
+                .collect(),
+            attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
+            conditions: l.conditions().iter().map(|c| c.stamp(generation, now)).collect(),
+            sockets: if l.serves() && st.usable() { st.sockets(li) } else { vec![] },
+        })
+        .collect()
 }

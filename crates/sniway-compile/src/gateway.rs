@@ -67,6 +67,11 @@ pub(crate) struct ListenerState<'r> {
     pub attached: BTreeSet<String>,
     /// Terminate listeners: what `certificateRefs` resolved to.
     pub certificates: Option<ListenerCertificates>,
+    /// `None` for the Gateway's own listeners; the ListenerSet's index in
+    /// `Resources::listener_sets` for a listener it contributes.
+    pub set: Option<usize>,
+    /// Namespace of the object declaring the listener (`allowedRoutes.namespaces.from: Same`).
+    pub owner_ns: String,
 }
 
 impl ListenerState<'_> {
@@ -110,7 +115,6 @@ impl ListenerState<'_> {
     /// that namespace.
     pub(crate) fn allows_namespace(
         &self,
-        gateway_ns: &str,
         route_ns: &str,
         labels: &BTreeMap<String, String>,
     ) -> bool {
@@ -118,14 +122,18 @@ impl ListenerState<'_> {
         match ns.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
             "All" => true,
             "Selector" => ns.and_then(|n| n.selector.as_ref()).is_some_and(|s| selects(s, labels)),
-            _ => gateway_ns == route_ns,
+            _ => self.owner_ns == route_ns,
         }
     }
 
     /// Listener conditions, Gateway API `ListenerConditionType` (digest section 5).
     pub(crate) fn conditions(&self) -> Vec<Cond> {
         let name = &self.spec.name;
-        let accepted = if self.served == Served::Unsupported {
+        // A conflict is reported before an unsupported protocol: a TCP listener on an HTTP
+        // listener's port is a ProtocolConflict (conformance ListenerSetProtocolConflict).
+        let accepted = if let Some((reason, msg)) = &self.conflict {
+            Cond::no(types::ACCEPTED, reason, msg.clone())
+        } else if self.served == Served::Unsupported {
             Cond::no(
                 types::ACCEPTED,
                 reasons::UNSUPPORTED_PROTOCOL,
@@ -135,8 +143,6 @@ impl ListenerState<'_> {
                     self.spec.protocol
                 ),
             )
-        } else if let Some((reason, msg)) = &self.conflict {
-            Cond::no(types::ACCEPTED, reason, msg.clone())
         } else if let Some(msg) = &self.port_unavailable {
             Cond::no(types::ACCEPTED, reasons::PORT_UNAVAILABLE, msg.clone())
         } else {
@@ -171,6 +177,10 @@ impl ListenerState<'_> {
                 reasons::INVALID,
                 "no supported route kinds: nothing to serve",
             )
+        } else if let Some((reason, msg)) = &self.conflict {
+            // As ListenerSet conformance (ListenerSetHostnameConflict,
+            // ListenerSetProtocolConflict) expects: the conflict reason on Programmed too.
+            Cond::no(types::PROGRAMMED, reason, msg.clone())
         } else {
             Cond::no(
                 types::PROGRAMMED,
@@ -291,7 +301,7 @@ impl<'r> GatewayState<'r> {
             .spec
             .listeners
             .iter()
-            .map(|l| listener_state(l, &obj.meta.namespace, certs))
+            .map(|l| listener_state(l, &obj.meta.namespace, "Gateway", None, certs))
             .collect();
         let mut gw = GatewayState {
             obj,
@@ -301,8 +311,84 @@ impl<'r> GatewayState<'r> {
             invalid_parameters,
             listeners,
         };
-        gw.find_conflicts();
+        let own: Vec<usize> = (0..gw.listeners.len()).collect();
+        gw.find_conflicts(&own);
         gw
+    }
+
+    /// Merges the listeners of an allowed ListenerSet (GEP-1713), after the Gateway's own and
+    /// those of older ListenerSets: a listener that conflicts with one merged earlier (another
+    /// protocol on its port, or the same port and hostname) loses, with `Conflicted=True` and
+    /// `Accepted=False` (`ProtocolConflict` or `HostnameConflict`); the earlier one keeps its
+    /// status. Conflicts among the set's own listeners follow the Gateway rule
+    /// ([`GatewayState::new`]).
+    pub(crate) fn add_listener_set(
+        &mut self,
+        set: usize,
+        ls: &'r Object<crate::api::ListenerSetSpec>,
+        certs: &Certificates<'_>,
+    ) {
+        let start = self.listeners.len();
+        for l in &ls.spec.listeners {
+            self.listeners.push(listener_state(
+                l,
+                &ls.meta.namespace,
+                "ListenerSet",
+                Some(set),
+                certs,
+            ));
+        }
+        for i in start..self.listeners.len() {
+            let new = &self.listeners[i];
+            if new.spec.protocol == "UDP" {
+                continue;
+            }
+            let cls = class(new);
+            let mut conflict = None;
+            for o in &self.listeners[..start] {
+                if o.conflict.is_some() || o.spec.port != new.spec.port || o.spec.protocol == "UDP"
+                {
+                    continue;
+                }
+                let owner = match o.set {
+                    None => format!("listener {} of the Gateway", o.spec.name),
+                    Some(_) => format!("listener {} of an earlier ListenerSet", o.spec.name),
+                };
+                if class(o) != cls {
+                    conflict = Some((
+                        reasons::PROTOCOL_CONFLICT,
+                        format!(
+                            "port {} is taken by {owner} with protocol {}",
+                            new.spec.port, o.spec.protocol
+                        ),
+                    ));
+                    break;
+                }
+                if o.spec.hostname == new.spec.hostname {
+                    conflict = Some((
+                        reasons::HOSTNAME_CONFLICT,
+                        format!(
+                            "port {} and hostname {} are taken by {owner}",
+                            new.spec.port,
+                            new.spec.hostname.as_deref().unwrap_or("(any)")
+                        ),
+                    ));
+                    break;
+                }
+            }
+            if let Some((reason, msg)) = conflict {
+                let l = &mut self.listeners[i];
+                if reason == reasons::PROTOCOL_CONFLICT {
+                    l.supported_kinds.clear();
+                    l.invalid_kinds.clear();
+                }
+                l.conflict = Some((reason, msg));
+            }
+        }
+        let rest: Vec<usize> = (start..self.listeners.len())
+            .filter(|&i| self.listeners[i].conflict.is_none())
+            .collect();
+        self.find_conflicts(&rest);
     }
 
     /// Gateway API `Listener` godoc on distinctness: listeners on one port must share a
@@ -317,9 +403,10 @@ impl<'r> GatewayState<'r> {
     /// (`HostnameConflict`), whatever their modes (the `tls` block never makes listeners
     /// distinct). Overlapping but different hostnames (`a.example.com`, `*.example.com`) are
     /// distinct: the most specific listener wins.
-    fn find_conflicts(&mut self) {
+    fn find_conflicts(&mut self, among: &[usize]) {
         let mut by_port: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-        for (i, l) in self.listeners.iter().enumerate() {
+        for &i in among {
+            let l = &self.listeners[i];
             if l.spec.protocol != "UDP" {
                 by_port.entry(l.spec.port).or_default().push(i);
             }
@@ -379,9 +466,10 @@ impl<'r> GatewayState<'r> {
                 Cond::no(types::PROGRAMMED, reasons::INVALID, "the Gateway is not accepted"),
             ];
         }
+        let own = || self.listeners.iter().filter(|l| l.set.is_none());
         let invalid: Vec<&str> =
-            self.listeners.iter().filter(|l| !l.valid()).map(|l| l.spec.name.as_str()).collect();
-        let total = self.listeners.len();
+            own().filter(|l| !l.valid()).map(|l| l.spec.name.as_str()).collect();
+        let total = own().count();
         let accepted = if invalid.is_empty() {
             Cond::yes(types::ACCEPTED, reasons::ACCEPTED, "Gateway is accepted")
         } else if invalid.len() < total {
@@ -419,7 +507,7 @@ impl<'r> GatewayState<'r> {
 
     /// Whether any listener is valid (`Programmed=True`; HTTP and HTTPS listeners count).
     pub(crate) fn programmed(&self) -> bool {
-        self.usable() && self.listeners.iter().any(ListenerState::valid)
+        self.usable() && self.listeners.iter().any(|l| l.set.is_none() && l.valid())
     }
 
     /// Whether the Gateway can be served at all: accepted addresses and parameters, and every
@@ -447,9 +535,11 @@ fn class(l: &ListenerState<'_>) -> String {
     }
 }
 
-fn listener_state<'r>(
+pub(crate) fn listener_state<'r>(
     l: &'r Listener,
     gateway_ns: &str,
+    from_kind: &str,
+    set: Option<usize>,
     certs: &Certificates<'_>,
 ) -> ListenerState<'r> {
     let served = match (l.protocol.as_str(), l.tls.as_ref().and_then(|t| t.mode.as_deref())) {
@@ -489,7 +579,7 @@ fn listener_state<'r>(
     }
     let certificates = matches!(served, Served::Terminate | Served::Https).then(|| {
         let refs = l.tls.as_ref().map(|t| t.certificate_refs.as_slice()).unwrap_or(&[]);
-        let mut c = certs.resolve(gateway_ns, refs);
+        let mut c = certs.resolve(from_kind, gateway_ns, refs);
         if refs.is_empty() {
             // The CRD admits `options` instead of certificateRefs; sniway reads certificates
             // only from certificateRefs and reads no option.
@@ -512,6 +602,8 @@ fn listener_state<'r>(
         port_unavailable: None,
         attached: BTreeSet::new(),
         certificates,
+        set,
+        owner_ns: gateway_ns.to_string(),
     }
 }
 

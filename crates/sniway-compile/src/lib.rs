@@ -52,6 +52,7 @@ mod compile;
 mod dump;
 mod gateway;
 mod gateway_class;
+mod listener_set;
 mod load;
 pub mod policy;
 mod policy_attach;

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{
-    Document, EndpointSliceDocument, GatewayClassSpec, GatewaySpec, HttpRouteSpec,
+    Document, EndpointSliceDocument, GatewayClassSpec, GatewaySpec, HttpRouteSpec, ListenerSetSpec,
     ReferenceGrantSpec, SecretDocument, ServiceSpec, TlsRouteSpec,
 };
 use crate::policy::ListenerPolicySpec;
@@ -288,6 +288,7 @@ impl Loader<'_> {
             (GATEWAY_GROUP, "TLSRoute") => {
                 matches!(version.as_str(), "v1" | "v1alpha3" | "v1alpha2")
             }
+            (GATEWAY_GROUP, "ListenerSet") => version == "v1",
             (GATEWAY_GROUP, "ReferenceGrant" | "HTTPRoute") => {
                 matches!(version.as_str(), "v1" | "v1beta1")
             }
@@ -333,6 +334,7 @@ impl Loader<'_> {
                     | "TLSRoute"
                     | "ReferenceGrant"
                     | "HTTPRoute"
+                    | "ListenerSet"
                     | "Service"
                     | "Namespace"
                     | "Secret"
@@ -443,6 +445,21 @@ impl Loader<'_> {
                     raw,
                     source: src,
                 });
+            }
+            "ListenerSet" => {
+                let raw = value.clone();
+                let Some(doc) = self.typed::<Document<ListenerSetSpec>>(&cx, value) else {
+                    return;
+                };
+                let Some(spec) = self.required_spec(&cx, doc.spec) else { return };
+                let mut f = Findings::default();
+                validate::listener_set(&spec, &mut f);
+                self.findings(&cx, f);
+                let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
+                self.res.listener_sets.push(Object { api_version, meta, spec, raw, source: src });
             }
             "HTTPRoute" => {
                 let raw = value.clone();

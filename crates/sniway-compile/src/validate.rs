@@ -223,10 +223,40 @@ pub(crate) fn gateway(spec: &GatewaySpec, f: &mut Findings) {
     }
     check_len(f, "spec.listeners", &spec.listeners, 1, 64);
     check_len(f, "spec.addresses", &spec.addresses, 0, 16);
+    listeners(&spec.listeners, f);
+    if let Some(ns) = spec.allowed_listeners.as_ref().and_then(|a| a.namespaces.as_ref()) {
+        let p = "spec.allowedListeners.namespaces";
+        if let Some(from) = &ns.from
+            && !matches!(from.as_str(), "All" | "Selector" | "Same" | "None")
+        {
+            f.err(
+                format!("{p}.from"),
+                format!("{from:?} must be one of All, Selector, Same, None"),
+            );
+        }
+        if let Some(sel) = &ns.selector {
+            label_selector(sel, &format!("{p}.selector"), f);
+        }
+    }
+    gateway_rest(spec, f);
+}
 
+/// `ListenerSet` (v1): a parentRef to a Gateway and 1..64 listeners validated as a Gateway's.
+pub(crate) fn listener_set(spec: &crate::api::ListenerSetSpec, f: &mut Findings) {
+    let p = &spec.parent_ref;
+    check_group_kind(f, "spec.parentRef", &p.group, &p.kind);
+    check_namespace_ref(f, "spec.parentRef.namespace".into(), &p.namespace);
+    check_object_ref_name(f, "spec.parentRef.name".into(), &p.name);
+    check_len(f, "spec.listeners", &spec.listeners, 1, 64);
+    listeners(&spec.listeners, f);
+}
+
+/// The listener rules shared by Gateways and ListenerSets (`spec.listeners`).
+fn listeners(listeners: &[crate::api::Listener], f: &mut Findings) {
+    let spec_listeners = listeners;
     let mut names = BTreeSet::new();
     let mut triples = BTreeMap::new();
-    for (i, l) in spec.listeners.iter().enumerate() {
+    for (i, l) in spec_listeners.iter().enumerate() {
         let p = format!("spec.listeners[{i}]");
         if !is_section_name(&l.name) {
             f.err(format!("{p}.name"), format!("{:?} is not a valid listener name", l.name));
@@ -308,12 +338,14 @@ pub(crate) fn gateway(spec: &GatewaySpec, f: &mut Findings) {
                 format!(
                     "port, protocol and hostname must be unique; listener {:?} has the same \
                      combination",
-                    spec.listeners[first].name
+                    spec_listeners[first].name
                 ),
             );
         }
     }
+}
 
+fn gateway_rest(spec: &GatewaySpec, f: &mut Findings) {
     if let Some(infra) = &spec.infrastructure {
         // CRD: at most 8 labels and 8 annotations; keys are qualified names, label values at
         // most 63 characters, annotation values at most 4096.

@@ -52,6 +52,12 @@ pub mod reasons {
     /// Gateway `Programmed=False`: the requested addresses cannot be used.
     pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
 
+    // --- ListenerSet ---
+    /// ListenerSet `Accepted=False` and `Programmed=False`: its Gateway does not allow it.
+    pub const NOT_ALLOWED: &str = "NotAllowed";
+    /// ListenerSet `Accepted=False`: its Gateway is not accepted.
+    pub const PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
+
     // --- Listener ---
     /// Listener `Accepted=False`: the protocol is not served.
     pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";

@@ -34,6 +34,20 @@ pub struct GatewayStatus {
     pub conditions: Vec<Condition>,
     /// One entry per listener.
     pub listeners: Vec<ListenerStatus>,
+    /// ListenerSets accepted on this Gateway; set when the Gateway allows ListenerSets or one
+    /// targets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<i32>,
+}
+
+/// `ListenerSet.status`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetStatus {
+    /// `Accepted`, `Programmed`.
+    pub conditions: Vec<Condition>,
+    /// One entry per listener (empty when the set is not attached).
+    pub listeners: Vec<ListenerStatus>,
 }
 
 /// `status.addresses[]`.
