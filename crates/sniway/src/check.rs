@@ -339,7 +339,7 @@ spec:
         let got = wide(&compiled());
         let want = "\
 NAMESPACE   NAME   CLASS    ADDRESS     PROGRAMMED   LISTENERS
-default     gw     sniway   127.0.0.1   True         tls:8443/Passthrough[Accepted=True,Programmed=True],web:80/HTTP[Accepted=False(UnsupportedProtocol),Programmed=False(Invalid)]
+default     gw     sniway   127.0.0.1   True         tls:8443/Passthrough[Accepted=True,Programmed=True],web:80/HTTP[Accepted=True,Programmed=True]
 
 NAMESPACE   NAME   HOSTNAMES                         PARENTS          ACCEPTED   RESOLVED                 BACKENDS
 default     foo    foo.example.com,bar.example.com   default/gw/tls   True       False(BackendNotFound)   default/foo:443(3)=10.0.0.1:443;default/gone:443(1)=invalid:BackendNotFound
