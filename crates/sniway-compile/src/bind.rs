@@ -19,34 +19,19 @@ pub fn apply_bind_failures(compiled: &mut Compiled, failures: &[(SocketAddr, Str
     if failures.is_empty() {
         return;
     }
+    // ListenerSet listeners: their own conditions only (the set's conditions follow its
+    // listeners' validity at compile time).
+    for ls in &mut compiled.listener_sets {
+        let Some(st) = ls.status.as_mut() else { continue };
+        for l in &mut st.listeners {
+            mark_failed(l, failures);
+        }
+    }
     for gw in &mut compiled.gateways {
         let Some(st) = gw.status.as_mut() else { continue };
         let mut touched = false;
         for l in &mut st.listeners {
-            let failed: Vec<&(SocketAddr, String)> =
-                failures.iter().filter(|(addr, _)| l.sockets.contains(addr)).collect();
-            if failed.is_empty() {
-                continue;
-            }
-            touched = true;
-            let cannot: Vec<String> =
-                failed.iter().map(|(a, e)| format!("cannot listen on {a}: {e}")).collect();
-            let not: Vec<String> =
-                failed.iter().map(|(a, e)| format!("not listening on {a}: {e}")).collect();
-            set(
-                &mut l.conditions,
-                types::ACCEPTED,
-                status::FALSE,
-                reasons::PORT_UNAVAILABLE,
-                cannot.join("; "),
-            );
-            set(
-                &mut l.conditions,
-                types::PROGRAMMED,
-                status::FALSE,
-                reasons::PENDING,
-                format!("{}; retried on the next reload", not.join("; ")),
-            );
+            touched |= mark_failed(l, failures);
         }
         if !touched {
             continue;
@@ -81,6 +66,34 @@ pub fn apply_bind_failures(compiled: &mut Compiled, failures: &[(SocketAddr, Str
             st.addresses.clear();
         }
     }
+}
+
+/// Marks one listener whose sockets failed to bind; returns whether any did.
+fn mark_failed(l: &mut crate::status::ListenerStatus, failures: &[(SocketAddr, String)]) -> bool {
+    let failed: Vec<&(SocketAddr, String)> =
+        failures.iter().filter(|(addr, _)| l.sockets.contains(addr)).collect();
+    if failed.is_empty() {
+        return false;
+    }
+    let cannot: Vec<String> =
+        failed.iter().map(|(a, e)| format!("cannot listen on {a}: {e}")).collect();
+    let not: Vec<String> =
+        failed.iter().map(|(a, e)| format!("not listening on {a}: {e}")).collect();
+    set(
+        &mut l.conditions,
+        types::ACCEPTED,
+        status::FALSE,
+        reasons::PORT_UNAVAILABLE,
+        cannot.join("; "),
+    );
+    set(
+        &mut l.conditions,
+        types::PROGRAMMED,
+        status::FALSE,
+        reasons::PENDING,
+        format!("{}; retried on the next reload", not.join("; ")),
+    );
+    true
 }
 
 fn is_true(conditions: &[Condition], type_: &str) -> bool {

@@ -30,7 +30,7 @@ use crate::listener_set;
 use crate::policy::PolicyStatus;
 use crate::resources::{Meta, Object, Resources, TlsRoute};
 use crate::route;
-use crate::status::conditions::{CONTROLLER_NAME, Cond};
+use crate::status::conditions::{CONTROLLER_NAME, Cond, reasons, types};
 use crate::status::{
     GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerSetStatus, ListenerStatus,
     ObjectStatus, ParentRefStatus, RouteGroupKind, RouteParentStatus, RouteStatus,
@@ -636,7 +636,24 @@ fn listener_statuses(
                 .map(|(group, kind)| RouteGroupKind { group: group.clone(), kind: kind.clone() })
                 .collect(),
             attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
-            conditions: l.conditions().iter().map(|c| c.stamp(generation, now)).collect(),
+            conditions: l
+                .conditions()
+                .into_iter()
+                .map(|c| {
+                    // A listener of a Gateway that cannot be served at all (its addresses or
+                    // parameters) is not programmed, whatever its own state.
+                    if !st.usable() && c.type_ == types::PROGRAMMED && c.status == "True" {
+                        Cond::no(
+                            types::PROGRAMMED,
+                            reasons::INVALID,
+                            format!("Gateway {} is not programmed (see its conditions)", st.key()),
+                        )
+                    } else {
+                        c
+                    }
+                })
+                .map(|c| c.stamp(generation, now))
+                .collect(),
             sockets: if l.serves() && st.usable() { st.sockets(li) } else { vec![] },
         })
         .collect()

@@ -40,6 +40,10 @@
 //! the API server) only Gateways of an existing class of sniway's, or a single one. Every class
 //! gets a status ([`Compiled::gateway_classes`]) listing [`SUPPORTED_FEATURES`].
 //!
+//! ListenerSets (`gateway.networking.k8s.io/v1`, GEP-1713) add listeners to Gateways that allow
+//! them (`spec.allowedListeners`); see `listener_set.rs` for precedence, conflicts and status
+//! ([`Compiled::listener_sets`]).
+//!
 //! File-mode choices: Gateways sharing an (address, port) share a socket, and when two claim one
 //! hostname there the older keeps it (the other listener gets `PortUnavailable`).
 #![warn(missing_docs)]

@@ -115,3 +115,13 @@ fn a_listener_set_without_listeners_is_rejected_by_the_loader() {
         .to_string();
     assert!(e.contains("spec.listeners: must have 1 to 64 entries"), "{e}");
 }
+
+#[test]
+fn a_bind_failure_marks_a_listener_set_listener_pending() {
+    let mut c = build(BASE);
+    let sock: std::net::SocketAddr = "0.0.0.0:443".parse().unwrap();
+    sniway_compile::apply_bind_failures(&mut c, &[(sock, "Address in use".into())]);
+    let ls = c.listener_sets[0].status.as_ref().unwrap();
+    let p = ls.listeners[0].conditions.iter().find(|c| c.type_ == "Programmed").unwrap();
+    assert_eq!((p.status.as_str(), p.reason.as_str()), ("False", "Pending"));
+}
