@@ -38,7 +38,8 @@ pub struct Input {
     /// Namespace for objects that name none, like `kubectl apply -n`.
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
-    /// Serve only Gateways of this GatewayClass (default: every Gateway in the input).
+    /// Serve only Gateways of this GatewayClass (default: every Gateway whose class in the
+    /// input names sniway's controller, or whose class is not in the input).
     #[arg(long, value_name = "NAME")]
     pub gateway_class: Option<String>,
     /// Address for listeners of Gateways without `spec.addresses`.
