@@ -41,8 +41,8 @@ fn bench(c: &mut Criterion) {
     let sources = [Source { name: "routes.yaml".into(), text }];
     let opts = CompileOptions {
         default_bind: "127.0.0.1".parse().unwrap(),
-        gateway_class: None,
         now: "2026-11-22T00:00:00Z".into(),
+        ..Default::default()
     };
     let loaded = load(&sources, &LoadOptions::default()).unwrap();
     assert_eq!(compile(&loaded.resources, &opts).table.route_count(), ROUTES);

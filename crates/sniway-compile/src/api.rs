@@ -164,15 +164,83 @@ pub struct GatewaySpec {
     /// Requested addresses (max 16).
     #[serde(default)]
     pub addresses: Vec<GatewayAddress>,
-    /// Accepted and ignored.
-    pub infrastructure: Option<Value>,
-    /// Accepted and ignored (ListenerSets are not supported).
-    pub allowed_listeners: Option<Value>,
+    /// Infrastructure labels, annotations and parameters.
+    pub infrastructure: Option<GatewayInfrastructure>,
+    /// Which ListenerSets may attach listeners (default: none).
+    pub allowed_listeners: Option<AllowedListeners>,
     /// Accepted and ignored (Gateway-level TLS, Extended).
     pub tls: Option<Value>,
     /// Accepted and ignored (older name of `tls.backend`).
     #[serde(rename = "backendTLS")]
     pub backend_tls: Option<Value>,
+}
+
+/// `Gateway.spec.allowedListeners`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedListeners {
+    /// Namespaces ListenerSets may come from.
+    pub namespaces: Option<ListenerNamespaces>,
+}
+
+/// `allowedListeners.namespaces`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerNamespaces {
+    /// `None` (default), `Same`, `Selector` or `All`.
+    pub from: Option<String>,
+    /// Namespace label selector for `Selector`.
+    pub selector: Option<LabelSelector>,
+}
+
+/// `ListenerSet.spec` (`gateway.networking.k8s.io/v1`, GEP-1713).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetSpec {
+    /// The Gateway the listeners join.
+    pub parent_ref: ParentGatewayReference,
+    /// 1..64 listeners, as Gateway listeners (port required).
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+}
+
+/// `ListenerSet.spec.parentRef`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentGatewayReference {
+    /// Default `gateway.networking.k8s.io`.
+    pub group: Option<String>,
+    /// Default `Gateway`.
+    pub kind: Option<String>,
+    /// Gateway name.
+    pub name: String,
+    /// Default: the ListenerSet's namespace.
+    pub namespace: Option<String>,
+}
+
+/// `Gateway.spec.infrastructure`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayInfrastructure {
+    /// Labels for resources created for the Gateway (max 8); a controller propagates them.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations for resources created for the Gateway (max 8).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Implementation-specific parameters; sniway defines none (`Accepted=False/InvalidParameters`).
+    pub parameters_ref: Option<LocalParametersReference>,
+}
+
+/// `spec.infrastructure.parametersRef`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LocalParametersReference {
+    /// API group.
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Name, in the Gateway's namespace.
+    pub name: String,
 }
 
 /// `Gateway.spec.addresses[]`.
@@ -305,6 +373,24 @@ pub struct TlsRouteSpec {
     #[serde(default)]
     pub rules: Vec<TlsRouteRule>,
     /// Experimental channel; accepted and ignored.
+    pub use_default_gateways: Option<Value>,
+}
+
+/// `HTTPRoute.spec` (v1, v1beta1), the fields sniway reads: an HTTPRoute is never served (no
+/// HTTP data plane), but conformance expects it counted in `attachedRoutes` of the HTTP and
+/// HTTPS listeners it attaches to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteSpec {
+    /// Parents to attach to (max 32).
+    #[serde(default)]
+    pub parent_refs: Vec<ParentReference>,
+    /// Host names (max 16; none = any).
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// Accepted and ignored.
+    pub rules: Option<Value>,
+    /// Accepted and ignored.
     pub use_default_gateways: Option<Value>,
 }
 

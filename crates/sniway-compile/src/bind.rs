@@ -19,34 +19,19 @@ pub fn apply_bind_failures(compiled: &mut Compiled, failures: &[(SocketAddr, Str
     if failures.is_empty() {
         return;
     }
+    // ListenerSet listeners: their own conditions only (the set's conditions follow its
+    // listeners' validity at compile time).
+    for ls in &mut compiled.listener_sets {
+        let Some(st) = ls.status.as_mut() else { continue };
+        for l in &mut st.listeners {
+            mark_failed(l, failures);
+        }
+    }
     for gw in &mut compiled.gateways {
         let Some(st) = gw.status.as_mut() else { continue };
         let mut touched = false;
         for l in &mut st.listeners {
-            let failed: Vec<&(SocketAddr, String)> =
-                failures.iter().filter(|(addr, _)| l.sockets.contains(addr)).collect();
-            if failed.is_empty() {
-                continue;
-            }
-            touched = true;
-            let cannot: Vec<String> =
-                failed.iter().map(|(a, e)| format!("cannot listen on {a}: {e}")).collect();
-            let not: Vec<String> =
-                failed.iter().map(|(a, e)| format!("not listening on {a}: {e}")).collect();
-            set(
-                &mut l.conditions,
-                types::ACCEPTED,
-                status::FALSE,
-                reasons::PORT_UNAVAILABLE,
-                cannot.join("; "),
-            );
-            set(
-                &mut l.conditions,
-                types::PROGRAMMED,
-                status::FALSE,
-                reasons::PENDING,
-                format!("{}; retried on the next reload", not.join("; ")),
-            );
+            touched |= mark_failed(l, failures);
         }
         if !touched {
             continue;
@@ -83,6 +68,34 @@ pub fn apply_bind_failures(compiled: &mut Compiled, failures: &[(SocketAddr, Str
     }
 }
 
+/// Marks one listener whose sockets failed to bind; returns whether any did.
+fn mark_failed(l: &mut crate::status::ListenerStatus, failures: &[(SocketAddr, String)]) -> bool {
+    let failed: Vec<&(SocketAddr, String)> =
+        failures.iter().filter(|(addr, _)| l.sockets.contains(addr)).collect();
+    if failed.is_empty() {
+        return false;
+    }
+    let cannot: Vec<String> =
+        failed.iter().map(|(a, e)| format!("cannot listen on {a}: {e}")).collect();
+    let not: Vec<String> =
+        failed.iter().map(|(a, e)| format!("not listening on {a}: {e}")).collect();
+    set(
+        &mut l.conditions,
+        types::ACCEPTED,
+        status::FALSE,
+        reasons::PORT_UNAVAILABLE,
+        cannot.join("; "),
+    );
+    set(
+        &mut l.conditions,
+        types::PROGRAMMED,
+        status::FALSE,
+        reasons::PENDING,
+        format!("{}; retried on the next reload", not.join("; ")),
+    );
+    true
+}
+
 fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions.iter().any(|c| c.type_ == type_ && c.status == status::TRUE)
 }
@@ -116,7 +129,7 @@ spec:
   listeners:
   - {name: a, protocol: TLS, port: 8443, tls: {mode: Passthrough}}
   - {name: b, protocol: TLS, port: 9443, tls: {mode: Passthrough}}
-  - {name: web, protocol: HTTP, port: 80}
+  - {name: raw, protocol: TCP, port: 80}
 "#;
 
     fn compiled() -> Compiled {
@@ -127,8 +140,8 @@ spec:
             &loaded.resources,
             &CompileOptions {
                 default_bind: "127.0.0.1".parse().unwrap(),
-                gateway_class: None,
                 now: "2026-01-01T00:00:00Z".into(),
+                ..Default::default()
             },
         )
     }
@@ -173,7 +186,7 @@ spec:
         assert_eq!(cond(&st.conditions, "Programmed").0, "True");
         assert_eq!(
             cond(&st.conditions, "Accepted"),
-            ("True", "ListenersNotValid", "2 of 3 listeners are not valid: a, web")
+            ("True", "ListenersNotValid", "2 of 3 listeners are not valid: a, raw")
         );
         assert_eq!(st.addresses.len(), 1);
     }

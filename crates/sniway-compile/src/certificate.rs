@@ -85,15 +85,18 @@ impl<'r> Certificates<'r> {
         Self { secrets, grants: &res.reference_grants, parsed: RefCell::new(BTreeMap::new()) }
     }
 
-    /// Resolves the `certificateRefs` of a listener of a Gateway in `gateway_ns`.
+    /// Resolves the `certificateRefs` of a listener of a `from_kind` (`Gateway` or
+    /// `ListenerSet`) in `gateway_ns`: references default to that namespace, and a Secret in
+    /// another namespace needs a ReferenceGrant from that kind.
     pub(crate) fn resolve(
         &self,
+        from_kind: &str,
         gateway_ns: &str,
         refs: &[SecretObjectReference],
     ) -> ListenerCertificates {
         let mut out = ListenerCertificates::default();
         for (i, r) in refs.iter().enumerate() {
-            match self.resolve_one(gateway_ns, r) {
+            match self.resolve_one(from_kind, gateway_ns, r) {
                 Ok(c) => out.served.push(c),
                 Err((reason, why)) => {
                     out.problems.push((reason, format!("certificateRefs[{i}] {why}")))
@@ -105,6 +108,7 @@ impl<'r> Certificates<'r> {
 
     fn resolve_one(
         &self,
+        from_kind: &str,
         gateway_ns: &str,
         r: &SecretObjectReference,
     ) -> Result<ServedCertificate, (&'static str, String)> {
@@ -115,14 +119,14 @@ impl<'r> Certificates<'r> {
         let what = format!("{gk} {ns}/{}", r.name);
         let invalid = |msg: String| (reasons::INVALID_CERTIFICATE_REF, format!("{what}: {msg}"));
 
-        let from = From { group: GATEWAY_GROUP, kind: "Gateway", namespace: gateway_ns };
+        let from = From { group: GATEWAY_GROUP, kind: from_kind, namespace: gateway_ns };
         let to = To { group, kind, namespace: ns, name: &r.name };
         if !reference_grant::permits(self.grants, &from, &to) {
             return Err((
                 reasons::REF_NOT_PERMITTED,
                 format!(
-                    "{what}: no ReferenceGrant in namespace {ns} allows Gateways from namespace \
-                     {gateway_ns} to refer to it"
+                    "{what}: no ReferenceGrant in namespace {ns} allows {from_kind}s from \
+                     namespace {gateway_ns} to refer to it"
                 ),
             ));
         }

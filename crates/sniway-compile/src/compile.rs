@@ -25,14 +25,43 @@ use crate::GATEWAY_GROUP;
 use crate::backend::Backends;
 use crate::certificate::Certificates;
 use crate::gateway::{self, GatewayState, Served};
+use crate::gateway_class;
+use crate::listener_set;
 use crate::policy::PolicyStatus;
 use crate::resources::{Meta, Object, Resources, TlsRoute};
 use crate::route;
-use crate::status::conditions::{CONTROLLER_NAME, Cond};
+use crate::status::conditions::{CONTROLLER_NAME, Cond, reasons, types};
 use crate::status::{
-    GatewayStatus, GatewayStatusAddress, ListenerStatus, ObjectStatus, ParentRefStatus,
-    RouteGroupKind, RouteParentStatus, RouteStatus,
+    GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerSetStatus, ListenerStatus,
+    ObjectStatus, ParentRefStatus, RouteGroupKind, RouteParentStatus, RouteStatus,
 };
+
+/// Which Gateways compile serves. A GatewayClass is sniway's when its `spec.controllerName`
+/// is [`CONTROLLER_NAME`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Manifests from files (`sniway run`/`check`). A Gateway is served when its GatewayClass
+    /// in the input is sniway's, or when the input holds no GatewayClass of that name (seed
+    /// manifests ship none; one warning per such class); with `gateway_class`, only Gateways
+    /// of that class. A Gateway whose class names another controller is not served.
+    File {
+        /// Serve only Gateways of this class (`--gateway-class`).
+        gateway_class: Option<String>,
+    },
+    /// A snapshot of a cluster (the controller's watches). Only Gateways whose GatewayClass
+    /// exists and is sniway's are served; with `gateway: Some((namespace, name))` only that
+    /// Gateway (a data plane serving one Gateway).
+    Cluster {
+        /// The one Gateway to serve, as `(namespace, name)`.
+        gateway: Option<(String, String)>,
+    },
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode::File { gateway_class: None }
+    }
+}
 
 /// How to compile.
 #[derive(Clone, Debug)]
@@ -40,10 +69,28 @@ pub struct CompileOptions {
     /// Address for Gateways without `spec.addresses` of type IPAddress (`0.0.0.0` = all
     /// interfaces).
     pub default_bind: IpAddr,
-    /// Serve only Gateways of this class; `None` serves every Gateway in the input.
-    pub gateway_class: Option<String>,
+    /// Which Gateways to serve.
+    pub mode: Mode,
+    /// IP addresses a Gateway may request in `spec.addresses` (GatewayStaticAddresses). `None`:
+    /// any IP address (file mode: a bind failure reports an unusable one, see
+    /// [`crate::apply_bind_failures`]). `Some(set)`: an IPAddress outside the set makes the
+    /// Gateway `Programmed=False/AddressNotUsable` (a controller passes the addresses its
+    /// load balancer can take).
+    pub usable_addresses: Option<BTreeSet<IpAddr>>,
     /// RFC 3339 time stamped as every condition's `lastTransitionTime`.
     pub now: String,
+}
+
+impl Default for CompileOptions {
+    /// All interfaces, file mode serving every Gateway, any address, the Unix epoch.
+    fn default() -> Self {
+        Self {
+            default_bind: IpAddr::from([0, 0, 0, 0]),
+            mode: Mode::default(),
+            usable_addresses: None,
+            now: "1970-01-01T00:00:00Z".into(),
+        }
+    }
 }
 
 /// The result of a compile.
@@ -53,9 +100,20 @@ pub struct Compiled {
     pub table: RoutingTable,
     /// Notes for the user: shadowed hostnames, missing endpoints, foreign parents, extensions.
     pub warnings: Vec<String>,
+    /// Every GatewayClass, sorted by name; `status` is `None` for classes of another
+    /// controller.
+    pub gateway_classes: Vec<ObjectStatus<GatewayClassStatus>>,
     /// Every Gateway, sorted by `namespace/name`; `status` is `None` for Gateways not served
-    /// (another `gateway_class`).
+    /// (see [`Mode`]).
+    ///
+    /// `status.addresses` holds the addresses sniway binds (its `spec.addresses` of type
+    /// IPAddress, else `default_bind`). A controller that provisions a Service for the Gateway
+    /// replaces it with the addresses it learns from that Service before writing the status
+    /// (see [`Compiled::set_gateway_addresses`]); the conditions do not depend on it.
     pub gateways: Vec<ObjectStatus<GatewayStatus>>,
+    /// Every ListenerSet, sorted by `namespace/name`; `status` is `None` when its parent is not
+    /// a Gateway sniway serves.
+    pub listener_sets: Vec<ObjectStatus<ListenerSetStatus>>,
     /// Every TLSRoute, sorted by `namespace/name`.
     pub routes: Vec<ObjectStatus<RouteStatus>>,
     /// Every ListenerPolicy, sorted by `namespace/name`.
@@ -63,14 +121,35 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// A `v1` `List` of every Gateway, TLSRoute and ListenerPolicy (in that order, each sorted
-    /// by namespace/name), each object echoed as given (apiVersion, kind, metadata with
+    /// Replaces `status.addresses` of the served Gateway `namespace/name` (e.g. with the
+    /// load balancer addresses of the Service a controller provisioned for it). Returns whether
+    /// such a served Gateway exists.
+    pub fn set_gateway_addresses(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        addresses: Vec<GatewayStatusAddress>,
+    ) -> bool {
+        let key = format!("{namespace}/{name}");
+        match self.gateways.iter_mut().find(|g| g.key == key).and_then(|g| g.status.as_mut()) {
+            Some(st) => {
+                st.addresses = addresses;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A `v1` `List` of every GatewayClass, Gateway, ListenerSet, TLSRoute and ListenerPolicy
+    /// (in that order, each sorted by name), each object echoed as given (apiVersion, kind, metadata with
     /// namespace filled in, spec) plus `.status`, as `kubectl get -o yaml` would show it.
     pub fn status_list(&self) -> Value {
         let items: Vec<Value> = self
-            .gateways
+            .gateway_classes
             .iter()
             .map(ObjectStatus::to_value)
+            .chain(self.gateways.iter().map(ObjectStatus::to_value))
+            .chain(self.listener_sets.iter().map(ObjectStatus::to_value))
             .chain(self.routes.iter().map(ObjectStatus::to_value))
             .chain(self.policies.iter().map(ObjectStatus::to_value))
             .collect();
@@ -95,7 +174,7 @@ pub(crate) fn age(a: &Meta, b: &Meta) -> Ordering {
 
 /// Labels of a namespace: its Namespace object's labels, plus `kubernetes.io/metadata.name`,
 /// which the API server always sets. A namespace without an object has only that label.
-fn namespace_labels(res: &Resources, ns: &str) -> BTreeMap<String, String> {
+pub(crate) fn namespace_labels(res: &Resources, ns: &str) -> BTreeMap<String, String> {
     let mut labels = res
         .namespaces
         .iter()
@@ -119,18 +198,21 @@ struct Pending<'r> {
 pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
     let mut warnings = Vec::new();
 
-    // 1. Gateways, sorted by namespace/name for status output.
+    // 1. Gateways, sorted by namespace/name for status output; classes by name.
     let mut all_gateways: Vec<&Object<crate::api::GatewaySpec>> = res.gateways.iter().collect();
     all_gateways
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    let class_statuses = gateway_class::statuses(res, opts);
+    // Gateways not served, with the reason (for warnings about routes naming them).
+    let not_served = gateway_class::select(res, &all_gateways, &opts.mode, &mut warnings);
     let serves = |g: &Object<crate::api::GatewaySpec>| {
-        opts.gateway_class.as_ref().is_none_or(|c| *c == g.spec.gateway_class_name)
+        !not_served.contains_key(&(g.meta.namespace.clone(), g.meta.name.clone()))
     };
     let certs = Certificates::new(res);
     let mut states: Vec<GatewayState<'_>> = all_gateways
         .iter()
         .filter(|g| serves(g))
-        .map(|g| GatewayState::new(g, opts.default_bind, &certs))
+        .map(|g| GatewayState::new(g, opts.default_bind, opts.usable_addresses.as_ref(), &certs))
         .collect();
     let by_key: BTreeMap<(&str, &str), usize> = states
         .iter()
@@ -138,10 +220,71 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         .map(|(i, g)| ((g.obj.meta.namespace.as_str(), g.obj.meta.name.as_str()), i))
         .collect();
 
+    // ListenerSets join their Gateways before sockets are placed.
+    let set_verdicts = listener_set::merge(res, &mut states, &by_key, &certs, &mut warnings);
+    // A parentRef to a Gateway or ListenerSet -> (Gateway state, ListenerSet index), or why
+    // sniway writes no status for it.
+    let parent = |pref: &crate::api::ParentReference,
+                  route_ns: &str|
+     -> Result<(usize, Option<usize>), String> {
+        let group = pref.group.as_deref().unwrap_or(GATEWAY_GROUP);
+        let kind = pref.kind.as_deref().unwrap_or("Gateway");
+        let ns = pref.namespace.as_deref().unwrap_or(route_ns);
+        match (group, kind) {
+            (GATEWAY_GROUP, "Gateway") => by_key
+                .get(&(ns, pref.name.as_str()))
+                .map(|&g| (g, None))
+                .ok_or_else(|| match not_served.get(&(ns.to_string(), pref.name.clone())) {
+                    Some(why) => format!(
+                        "Gateway {ns}/{} is not served by sniway ({why}); no status written \
+                             for it",
+                        pref.name
+                    ),
+                    None => format!(
+                        "Gateway {ns}/{} is not in the input; no status written for it",
+                        pref.name
+                    ),
+                }),
+            (GATEWAY_GROUP, "ListenerSet") => {
+                let found = res
+                    .listener_sets
+                    .iter()
+                    .position(|l| l.meta.namespace == ns && l.meta.name == pref.name);
+                match found.map(|i| (i, &set_verdicts[i])) {
+                    Some((i, listener_set::Verdict::Merged { gateway })) => Ok((*gateway, Some(i))),
+                    Some(_) => Err(format!(
+                        "ListenerSet {ns}/{} is not attached to a Gateway sniway serves; no \
+                         status written for it",
+                        pref.name
+                    )),
+                    None => Err(format!(
+                        "ListenerSet {ns}/{} is not in the input; no status written for it",
+                        pref.name
+                    )),
+                }
+            }
+            _ => Err(format!(
+                "parent kind {kind} ({group}) is not managed by sniway; no status written for it"
+            )),
+        }
+    };
+
     // 2. Sockets, oldest Gateway first.
     let mut order: Vec<usize> = (0..states.len()).collect();
     order.sort_by(|&a, &b| age(&states[a].obj.meta, &states[b].obj.meta));
     gateway::assign_sockets(&mut states, &order);
+    for st in &states {
+        for l in st.listeners.iter().filter(|l| l.valid() && !l.serves()) {
+            warnings.push(format!(
+                "{}: Gateway {}: listener {} is {}: accepted for status, not served; sniway has \
+                 no HTTP data plane",
+                st.obj.source,
+                st.key(),
+                l.spec.name,
+                l.spec.protocol
+            ));
+        }
+    }
     let mut attached = crate::policy_attach::attach(res, &states, &by_key, &opts.now);
 
     // 3. Routes.
@@ -190,33 +333,14 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         for (pi, pref) in r.spec.spec.parent_refs.iter().enumerate() {
             let group = pref.group.clone().unwrap_or_else(|| GATEWAY_GROUP.into());
             let kind = pref.kind.clone().unwrap_or_else(|| "Gateway".into());
-            let gw_ns = pref.namespace.as_deref().unwrap_or(&r.meta.namespace);
-            if group != GATEWAY_GROUP || kind != "Gateway" {
-                warnings.push(format!(
-                    "{here}: spec.parentRefs[{pi}]: parent kind {kind} ({group}) is not managed by \
-                     sniway; no status written for it"
-                ));
-                continue;
-            }
-            let Some(&g) = by_key.get(&(gw_ns, pref.name.as_str())) else {
-                let why = match res
-                    .gateways
-                    .iter()
-                    .find(|g| g.meta.namespace == gw_ns && g.meta.name == pref.name)
-                {
-                    Some(g) => format!(
-                        "Gateway {gw_ns}/{} has class {:?}, not the served class; no status written for it",
-                        pref.name, g.spec.gateway_class_name
-                    ),
-                    None => format!(
-                        "Gateway {gw_ns}/{} is not in the input; no status written for it",
-                        pref.name
-                    ),
-                };
-                warnings.push(format!("{here}: spec.parentRefs[{pi}]: {why}"));
-                continue;
+            let (g, set) = match parent(pref, &r.meta.namespace) {
+                Ok(p) => p,
+                Err(why) => {
+                    warnings.push(format!("{here}: spec.parentRefs[{pi}]: {why}"));
+                    continue;
+                }
             };
-            let att = route::attach(r, pref, &states[g], &entries, &labels);
+            let att = route::attach(r, pref, &states[g], &entries, &labels, set);
             for (li, hits) in att.listeners {
                 let gw_key = states[g].key();
                 let l = &mut states[g].listeners[li];
@@ -228,7 +352,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                         l.spec.name
                     ));
                 }
-                if l.valid() {
+                if l.serves() {
                     let slot = pending.entry((g, li)).or_default();
                     for (rule, host) in hits {
                         slot.push(Pending {
@@ -265,12 +389,40 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         });
     }
 
+    // HTTPRoutes: counted in attachedRoutes of HTTP and HTTPS listeners, never served, no
+    // status written (sniway has no HTTP data plane).
+    let mut http_routes: Vec<&Object<crate::api::HttpRouteSpec>> = res.http_routes.iter().collect();
+    http_routes
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    for r in http_routes {
+        let labels = namespace_labels(res, &r.meta.namespace);
+        let mut counted = Vec::new();
+        for pref in &r.spec.parent_refs {
+            let Ok((g, set)) = parent(pref, &r.meta.namespace) else { continue };
+            for li in route::http_listeners(r, pref, &states[g], &labels, set) {
+                let key = states[g].key();
+                let l = &mut states[g].listeners[li];
+                l.attached.insert(format!("HTTPRoute {}", r.meta.key()));
+                counted.push(format!("{key}/{}", l.spec.name));
+            }
+        }
+        if !counted.is_empty() {
+            warnings.push(format!(
+                "{}: HTTPRoute {}: counted in attachedRoutes of {}; not served and no status \
+                 written (sniway has no HTTP data plane)",
+                r.source,
+                r.meta.key(),
+                counted.join(", ")
+            ));
+        }
+    }
+
     // 4. Table.
     let mut sockets: BTreeMap<SocketAddr, Vec<(usize, usize)>> = BTreeMap::new();
     for &g in &order {
         for li in 0..states[g].listeners.len() {
             let l = &states[g].listeners[li];
-            if l.valid() {
+            if l.serves() && states[g].usable() {
                 for sock in states[g].sockets(li) {
                     sockets.entry(sock).or_default().push((g, li));
                 }
@@ -297,7 +449,13 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
             let id = ListenerId {
                 namespace: gw.obj.meta.namespace.clone(),
                 gateway: gw.obj.meta.name.clone(),
-                listener: l.spec.name.clone(),
+                listener: match l.set {
+                    None => l.spec.name.clone(),
+                    Some(i) => {
+                        let ls = &res.listener_sets[i].meta;
+                        format!("{}/{}/{}", ls.namespace, ls.name, l.spec.name)
+                    }
+                },
             };
             let mut items = pending.remove(&(g, li)).unwrap_or_default();
             // Route precedence: oldest route first, then namespace/name, then rule order; the
@@ -367,18 +525,16 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
 
     // 5. Gateway status.
     let mut gateway_statuses = Vec::new();
-    let mut next = 0;
     for g in &all_gateways {
-        if !serves(g) {
+        let Some(&gi) = by_key.get(&(g.meta.namespace.as_str(), g.meta.name.as_str())) else {
             gateway_statuses.push(ObjectStatus {
                 key: g.meta.key(),
                 object: g.raw.clone(),
                 status: None,
             });
             continue;
-        }
-        let st = &states[next];
-        next += 1;
+        };
+        let st = &states[gi];
         let generation = st.obj.meta.generation;
         let stamp =
             |c: Vec<Cond>| c.iter().map(|c| c.stamp(generation, &opts.now)).collect::<Vec<_>>();
@@ -390,25 +546,23 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         } else {
             vec![]
         };
-        let listeners = st
-            .listeners
+        let listeners = listener_statuses(st, None, generation, &opts.now);
+        let sets = set_verdicts
             .iter()
             .enumerate()
-            .map(|(li, l)| ListenerStatus {
-                name: l.spec.name.clone(),
-                supported_kinds: l
-                    .supported_kinds
-                    .iter()
-                    .map(|(group, kind)| RouteGroupKind {
-                        group: group.clone(),
-                        kind: kind.clone(),
-                    })
-                    .collect(),
-                attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
-                conditions: stamp(l.conditions()),
-                sockets: if l.valid() { st.sockets(li) } else { vec![] },
-            })
-            .collect();
+            .filter(
+                |(_, v)| matches!(v, listener_set::Verdict::Merged { gateway } if *gateway == gi),
+            )
+            .filter(|(i, _)| st.listeners.iter().any(|l| l.set == Some(*i) && l.valid()))
+            .count();
+        let targeted = res.listener_sets.iter().enumerate().any(|(i, ls)| {
+            let p = &ls.spec.parent_ref;
+            !matches!(set_verdicts[i], listener_set::Verdict::Foreign)
+                && p.name == st.obj.meta.name
+                && p.namespace.as_deref().unwrap_or(&ls.meta.namespace) == st.obj.meta.namespace
+        });
+        let attached_listener_sets = (st.obj.spec.allowed_listeners.is_some() || targeted)
+            .then(|| i32::try_from(sets).unwrap_or(i32::MAX));
         gateway_statuses.push(ObjectStatus {
             key: st.key(),
             object: st.obj.raw.clone(),
@@ -416,15 +570,91 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                 addresses,
                 conditions: stamp(st.conditions()),
                 listeners,
+                attached_listener_sets,
             }),
         });
     }
 
+    // ListenerSet status, sorted by namespace/name; listener conditions carry the set's
+    // generation.
+    let mut set_order: Vec<usize> = (0..res.listener_sets.len()).collect();
+    set_order.sort_by(|&a, &b| {
+        let (a, b) = (&res.listener_sets[a].meta, &res.listener_sets[b].meta);
+        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+    });
+    let listener_set_statuses = set_order
+        .into_iter()
+        .map(|i| {
+            let ls = &res.listener_sets[i];
+            let verdict = &set_verdicts[i];
+            let state = match verdict {
+                listener_set::Verdict::Merged { gateway } => Some(&states[*gateway]),
+                _ => None,
+            };
+            let status =
+                (!matches!(verdict, listener_set::Verdict::Foreign)).then(|| ListenerSetStatus {
+                    conditions: listener_set::conditions(ls, verdict, state, i)
+                        .iter()
+                        .map(|c| c.stamp(ls.meta.generation, &opts.now))
+                        .collect(),
+                    listeners: state.map_or(vec![], |st| {
+                        listener_statuses(st, Some(i), ls.meta.generation, &opts.now)
+                    }),
+                });
+            ObjectStatus { key: ls.meta.key(), object: ls.raw.clone(), status }
+        })
+        .collect();
+
     Compiled {
         table,
         warnings,
+        gateway_classes: class_statuses,
         gateways: gateway_statuses,
+        listener_sets: listener_set_statuses,
         routes: route_statuses,
         policies: attached.statuses,
     }
+}
+
+/// Status entries of the listeners of `st` declared by `set` (`None`: the Gateway's own),
+/// stamped with the declaring object's generation.
+fn listener_statuses(
+    st: &GatewayState<'_>,
+    set: Option<usize>,
+    generation: i64,
+    now: &str,
+) -> Vec<ListenerStatus> {
+    st.listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.set == set)
+        .map(|(li, l)| ListenerStatus {
+            name: l.spec.name.clone(),
+            supported_kinds: l
+                .supported_kinds
+                .iter()
+                .map(|(group, kind)| RouteGroupKind { group: group.clone(), kind: kind.clone() })
+                .collect(),
+            attached_routes: i32::try_from(l.attached.len()).unwrap_or(i32::MAX),
+            conditions: l
+                .conditions()
+                .into_iter()
+                .map(|c| {
+                    // A listener of a Gateway that cannot be served at all (its addresses or
+                    // parameters) is not programmed, whatever its own state.
+                    if !st.usable() && c.type_ == types::PROGRAMMED && c.status == "True" {
+                        Cond::no(
+                            types::PROGRAMMED,
+                            reasons::INVALID,
+                            format!("Gateway {} is not programmed (see its conditions)", st.key()),
+                        )
+                    } else {
+                        c
+                    }
+                })
+                .map(|c| c.stamp(generation, now))
+                .collect(),
+            sockets: if l.serves() && st.usable() { st.sockets(li) } else { vec![] },
+        })
+        .collect()
 }

@@ -27,9 +27,25 @@
 //! listeners (GEP-713) and fills each listener's `ListenerSettings`; its CRD is generated from
 //! the types ([`crds`]).
 //!
-//! File-mode choices: every Gateway is served whatever its class unless a class is given;
-//! Gateways sharing an (address, port) share a socket, and when two claim one hostname there the
-//! older keeps it (the other listener gets `PortUnavailable`).
+//! HTTP and HTTPS listeners are accepted for status only (conformance requires them to look
+//! supported): `supportedKinds: [HTTPRoute]`, `Accepted` and `Programmed` True, HTTPS
+//! `certificateRefs` resolved as for Terminate listeners, HTTPRoutes counted in
+//! `attachedRoutes`; they bind no socket and have no table entry (a warning says so). TCP, UDP
+//! and other protocols are `UnsupportedProtocol`. Different protocols on one port are a
+//! `ProtocolConflict`.
+//!
+//! Which Gateways are served ([`Mode`]): a GatewayClass is sniway's when its `controllerName`
+//! is [`CONTROLLER_NAME`]. In file mode a Gateway whose class is not in the input is served too
+//! (with a warning); in cluster mode ([`load_values`] with `LoadOptions::cluster`, objects from
+//! the API server) only Gateways of an existing class of sniway's, or a single one. Every class
+//! gets a status ([`Compiled::gateway_classes`]) listing [`SUPPORTED_FEATURES`].
+//!
+//! ListenerSets (`gateway.networking.k8s.io/v1`, GEP-1713) add listeners to Gateways that allow
+//! them (`spec.allowedListeners`); see `listener_set.rs` for precedence, conflicts and status
+//! ([`Compiled::listener_sets`]).
+//!
+//! File-mode choices: Gateways sharing an (address, port) share a socket, and when two claim one
+//! hostname there the older keeps it (the other listener gets `PortUnavailable`).
 #![warn(missing_docs)]
 
 pub mod api;
@@ -39,6 +55,8 @@ mod certificate;
 mod compile;
 mod dump;
 mod gateway;
+mod gateway_class;
+mod listener_set;
 mod load;
 pub mod policy;
 mod policy_attach;
@@ -53,9 +71,10 @@ pub use bind::apply_bind_failures;
 pub use certificate::{
     TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, TLS_SECRET_TYPE, certificate_sets, load_certificate,
 };
-pub use compile::{CompileOptions, Compiled, compile};
+pub use compile::{CompileOptions, Compiled, Mode, compile};
 pub use dump::table_summary;
-pub use load::{Diagnostic, LoadError, LoadOptions, Loaded, Source, load};
+pub use gateway_class::SUPPORTED_FEATURES;
+pub use load::{Diagnostic, LoadError, LoadOptions, Loaded, Source, load, load_values};
 pub use policy::crds;
 pub use resources::Resources;
 pub use status::conditions::CONTROLLER_NAME;

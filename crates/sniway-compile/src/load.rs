@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{
-    Document, EndpointSliceDocument, GatewayClassSpec, GatewaySpec, ReferenceGrantSpec,
-    SecretDocument, ServiceSpec, TlsRouteSpec,
+    Document, EndpointSliceDocument, GatewayClassSpec, GatewaySpec, HttpRouteSpec, ListenerSetSpec,
+    ReferenceGrantSpec, SecretDocument, ServiceSpec, TlsRouteSpec,
 };
 use crate::policy::ListenerPolicySpec;
 use crate::resources::{EndpointSlice, Meta, Object, Resources, RouteVersion, Secret, TlsRoute};
@@ -37,11 +37,17 @@ pub struct Source {
 pub struct LoadOptions {
     /// Namespace for namespaced objects that name none (like `kubectl apply -n`).
     pub default_namespace: String,
+    /// Objects come from an API server that already validated them (a controller's watches):
+    /// unknown fields are not reported (the server may serve a newer schema than sniway
+    /// reads), `status` and server-set metadata are ignored, and an object sniway's
+    /// validation rejects is skipped with a warning naming it and why, instead of failing the
+    /// whole load: one bad object never fails a cluster snapshot.
+    pub cluster: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { default_namespace: "default".into() }
+        Self { default_namespace: "default".into(), cluster: false }
     }
 }
 
@@ -99,13 +105,7 @@ impl fmt::Display for LoadError {
 /// Parses multi-document YAML (and JSON: a JSON file is valid YAML) into a snapshot. Also accepts
 /// a `kind: List` (v1) document with `items`. Err when the API server would reject any object.
 pub fn load(sources: &[Source], opts: &LoadOptions) -> Result<Loaded, LoadError> {
-    let mut cx = Loader {
-        opts,
-        res: Resources::default(),
-        warnings: Vec::new(),
-        errors: Vec::new(),
-        seen: BTreeMap::new(),
-    };
+    let mut cx = Loader::new(opts);
     for src in sources {
         for (i, doc) in serde_yaml_ng::Deserializer::from_str(&src.text).enumerate() {
             let label = format!("document {}", i + 1);
@@ -124,10 +124,38 @@ pub fn load(sources: &[Source], opts: &LoadOptions) -> Result<Loaded, LoadError>
             }
         }
     }
-    if cx.errors.is_empty() {
-        Ok(Loaded { resources: cx.res, warnings: cx.warnings })
-    } else {
-        Err(LoadError { errors: cx.errors })
+    cx.finish()
+}
+
+/// Loads objects already parsed as JSON values, e.g. what a controller's watches return. Each
+/// entry is `(source, object)`; `source` names where it came from in messages (such as
+/// `cluster`). The per-object rules are those of [`load`]; with [`LoadOptions::cluster`] an
+/// object that fails validation is skipped with a warning and the result is always `Ok`.
+pub fn load_values(docs: Vec<(String, Value)>, opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    let mut cx = Loader::new(opts);
+    for (i, (source, value)) in docs.into_iter().enumerate() {
+        cx.document(&source, &format!("object {}", i + 1), value);
+    }
+    cx.finish()
+}
+
+impl<'a> Loader<'a> {
+    fn new(opts: &'a LoadOptions) -> Self {
+        Loader {
+            opts,
+            res: Resources::default(),
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            seen: BTreeMap::new(),
+        }
+    }
+
+    fn finish(self) -> Result<Loaded, LoadError> {
+        if self.errors.is_empty() {
+            Ok(Loaded { resources: self.res, warnings: self.warnings })
+        } else {
+            Err(LoadError { errors: self.errors })
+        }
     }
 }
 
@@ -182,7 +210,36 @@ impl Loader<'_> {
         }
     }
 
-    fn document(&mut self, source: &str, label: &str, mut value: Value) {
+    /// One document. In cluster mode, the errors it raised become one warning and the object
+    /// is not kept (each push below checks [`Loader::keep`]).
+    fn document(&mut self, source: &str, label: &str, value: Value) {
+        let before = self.errors.len();
+        self.document_inner(source, label, value);
+        if self.opts.cluster && self.errors.len() > before {
+            let errs: Vec<Diagnostic> = self.errors.drain(before..).collect();
+            let object = format!("{}: {}", errs[0].source, errs[0].object);
+            let why: Vec<String> = errs
+                .iter()
+                .map(|e| {
+                    if e.path.is_empty() {
+                        e.message.clone()
+                    } else {
+                        format!("{}: {}", e.path, e.message)
+                    }
+                })
+                .collect();
+            self.warnings.push(format!("{object}: skipped, invalid: {}", why.join("; ")));
+        }
+    }
+
+    /// Whether to keep the object being read: always in file mode (errors fail the load), and
+    /// in cluster mode only when it raised no error since `before`.
+    fn keep(&self, before: usize) -> bool {
+        !self.opts.cluster || self.errors.len() == before
+    }
+
+    fn document_inner(&mut self, source: &str, label: &str, mut value: Value) {
+        let start = self.errors.len();
         if value.is_null() {
             return;
         }
@@ -231,7 +288,10 @@ impl Loader<'_> {
             (GATEWAY_GROUP, "TLSRoute") => {
                 matches!(version.as_str(), "v1" | "v1alpha3" | "v1alpha2")
             }
-            (GATEWAY_GROUP, "ReferenceGrant") => matches!(version.as_str(), "v1" | "v1beta1"),
+            (GATEWAY_GROUP, "ListenerSet") => version == "v1",
+            (GATEWAY_GROUP, "ReferenceGrant" | "HTTPRoute") => {
+                matches!(version.as_str(), "v1" | "v1beta1")
+            }
             ("", "Service" | "Namespace" | "Secret") => version == "v1",
             ("discovery.k8s.io", "EndpointSlice") => version == "v1",
             (crate::policy::POLICY_GROUP, "ListenerPolicy") => {
@@ -273,6 +333,8 @@ impl Loader<'_> {
                     | "Gateway"
                     | "TLSRoute"
                     | "ReferenceGrant"
+                    | "HTTPRoute"
+                    | "ListenerSet"
                     | "Service"
                     | "Namespace"
                     | "Secret"
@@ -314,6 +376,10 @@ impl Loader<'_> {
         // The echo kept for status output: namespace filled in, input status dropped.
         if let Some(map) = value.as_object_mut() {
             map.remove("status");
+            // Server bookkeeping nobody reads back from the echo.
+            if let Some(Value::Object(m)) = map.get_mut("metadata") {
+                m.remove("managedFields");
+            }
             if scope == Scope::Namespaced
                 && let Some(Value::Object(m)) = map.get_mut("metadata")
             {
@@ -324,6 +390,7 @@ impl Loader<'_> {
         let src = source.to_string();
         match kind.as_str() {
             "GatewayClass" => {
+                let raw = value.clone();
                 let Some(doc) = self.typed::<Document<GatewayClassSpec>>(&cx, value) else {
                     return;
                 };
@@ -332,13 +399,10 @@ impl Loader<'_> {
                 validate::gateway_class(&spec, &mut f);
                 self.findings(&cx, f);
                 let meta = meta_of(&doc.metadata, name, namespace);
-                self.res.gateway_classes.push(Object {
-                    api_version,
-                    meta,
-                    spec,
-                    raw: Value::Null,
-                    source: src,
-                });
+                if !self.keep(start) {
+                    return;
+                }
+                self.res.gateway_classes.push(Object { api_version, meta, spec, raw, source: src });
             }
             "Gateway" => {
                 let raw = value.clone();
@@ -348,6 +412,9 @@ impl Loader<'_> {
                 validate::gateway(&spec, &mut f);
                 self.findings(&cx, f);
                 let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
                 self.res.gateways.push(Object { api_version, meta, spec, raw, source: src });
             }
             "TLSRoute" => {
@@ -368,6 +435,9 @@ impl Loader<'_> {
                     }
                 }
                 let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
                 self.res.tls_routes.push(Object {
                     api_version,
                     meta,
@@ -375,6 +445,34 @@ impl Loader<'_> {
                     raw,
                     source: src,
                 });
+            }
+            "ListenerSet" => {
+                let raw = value.clone();
+                let Some(doc) = self.typed::<Document<ListenerSetSpec>>(&cx, value) else {
+                    return;
+                };
+                let Some(spec) = self.required_spec(&cx, doc.spec) else { return };
+                let mut f = Findings::default();
+                validate::listener_set(&spec, &mut f);
+                self.findings(&cx, f);
+                let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
+                self.res.listener_sets.push(Object { api_version, meta, spec, raw, source: src });
+            }
+            "HTTPRoute" => {
+                let raw = value.clone();
+                let Some(doc) = self.typed::<Document<HttpRouteSpec>>(&cx, value) else { return };
+                let Some(spec) = self.required_spec(&cx, doc.spec) else { return };
+                let mut f = Findings::default();
+                validate::http_route(&spec, &mut f);
+                self.findings(&cx, f);
+                let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
+                self.res.http_routes.push(Object { api_version, meta, spec, raw, source: src });
             }
             "ListenerPolicy" => {
                 let raw = value.clone();
@@ -386,6 +484,9 @@ impl Loader<'_> {
                 validate::listener_policy(&spec, &mut f);
                 self.findings(&cx, f);
                 let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
                 self.res.listener_policies.push(Object {
                     api_version,
                     meta,
@@ -403,6 +504,9 @@ impl Loader<'_> {
                 validate::reference_grant(&spec, &mut f);
                 self.findings(&cx, f);
                 let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
                 self.res.reference_grants.push(Object {
                     api_version,
                     meta,
@@ -418,6 +522,9 @@ impl Loader<'_> {
                 validate::service(&spec, &mut f);
                 self.findings(&cx, f);
                 let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
                 self.res.services.push(Object {
                     api_version,
                     meta,
@@ -446,6 +553,9 @@ impl Loader<'_> {
                     endpoints: doc.endpoints,
                     ports: doc.ports,
                 };
+                if !self.keep(start) {
+                    return;
+                }
                 self.res.endpoint_slices.push(Object {
                     api_version,
                     meta,
@@ -457,6 +567,9 @@ impl Loader<'_> {
             "Namespace" => {
                 let Some(doc) = self.typed::<Document<Value>>(&cx, value) else { return };
                 let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
                 self.res.namespaces.push(Object {
                     api_version,
                     meta,
@@ -495,6 +608,9 @@ impl Loader<'_> {
                 }
                 let meta = meta_of(&doc.metadata, name, namespace);
                 let spec = Secret { type_: doc.type_, data };
+                if !self.keep(start) {
+                    return;
+                }
                 self.res.secrets.push(Object {
                     api_version,
                     meta,
@@ -522,6 +638,11 @@ impl Loader<'_> {
         let result: Result<T, _> = serde_path_to_error::deserialize(de);
         match result {
             Ok(t) => {
+                // Cluster mode: the API server validated the object against its own (possibly
+                // newer) schema; fields sniway does not read are not worth a warning.
+                if self.opts.cluster {
+                    unknown.clear();
+                }
                 for path in unknown {
                     self.warnings
                         .push(format!("{}: {}: unknown field {path}", cx.source, cx.object));

@@ -261,8 +261,8 @@ fn resolve(
     };
     let listeners = &states[g].listeners;
     match &t.section_name {
-        None => Ok((g, (0..listeners.len()).collect())),
-        Some(s) => match listeners.iter().position(|l| l.spec.name == *s) {
+        None => Ok((g, (0..listeners.len()).filter(|&i| listeners[i].set.is_none()).collect())),
+        Some(s) => match listeners.iter().position(|l| l.set.is_none() && l.spec.name == *s) {
             Some(li) => Ok((g, vec![li])),
             None => Err(format!("Gateway {ns}/{} has no listener named {s}", t.name)),
         },

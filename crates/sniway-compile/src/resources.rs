@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::api::{
-    Endpoint, EndpointPort, GatewayClassSpec, GatewaySpec, ReferenceGrantSpec, ServiceSpec,
-    TlsRouteSpec,
+    Endpoint, EndpointPort, GatewayClassSpec, GatewaySpec, HttpRouteSpec, ListenerSetSpec,
+    ReferenceGrantSpec, ServiceSpec, TlsRouteSpec,
 };
 use crate::policy::ListenerPolicySpec;
 
@@ -120,6 +120,10 @@ pub struct Resources {
     pub gateways: Vec<Object<GatewaySpec>>,
     /// TLSRoutes (v1, v1alpha3, v1alpha2).
     pub tls_routes: Vec<Object<TlsRoute>>,
+    /// ListenerSets (v1).
+    pub listener_sets: Vec<Object<ListenerSetSpec>>,
+    /// HTTPRoutes (v1, v1beta1): counted in `attachedRoutes`, never served.
+    pub http_routes: Vec<Object<HttpRouteSpec>>,
     /// ReferenceGrants (v1, v1beta1).
     pub reference_grants: Vec<Object<ReferenceGrantSpec>>,
     /// Services.

@@ -73,11 +73,13 @@ pub(crate) fn attach(
     gw: &GatewayState<'_>,
     route_entries: &[Entry],
     ns_labels: &BTreeMap<String, String>,
+    set: Option<usize>,
 ) -> Attachment {
     let selected: Vec<usize> = gw
         .listeners
         .iter()
         .enumerate()
+        .filter(|(_, l)| l.set == set)
         .filter(|(_, l)| pref.section_name.as_ref().is_none_or(|s| *s == l.spec.name))
         .filter(|(_, l)| pref.port.is_none_or(|p| p == l.spec.port))
         .map(|(i, _)| i)
@@ -101,7 +103,7 @@ pub(crate) fn attach(
         let l = &gw.listeners[i];
         if !l.supports_tls_route() {
             refusals.push(format!("listener {} does not support TLSRoute", l.spec.name));
-        } else if !l.allows_namespace(&gw.obj.meta.namespace, &route.meta.namespace, ns_labels) {
+        } else if !l.allows_namespace(&route.meta.namespace, ns_labels) {
             refusals.push(format!(
                 "listener {} does not allow routes from namespace {}",
                 l.spec.name, route.meta.namespace
@@ -146,4 +148,33 @@ pub(crate) fn attach(
         ),
         listeners,
     }
+}
+
+/// The listeners of `gw` an HTTPRoute attaches to through `pref`: selected by `sectionName`
+/// and `port`, supporting HTTPRoute, allowing the route's namespace, and with a hostname
+/// intersecting the route's (none = any). sniway serves no HTTPRoute; they only count in
+/// `attachedRoutes` of HTTP and HTTPS listeners (conformance GatewayModifyListeners).
+pub(crate) fn http_listeners(
+    route: &Object<crate::api::HttpRouteSpec>,
+    pref: &ParentReference,
+    gw: &GatewayState<'_>,
+    ns_labels: &BTreeMap<String, String>,
+    set: Option<usize>,
+) -> Vec<usize> {
+    let hosts: Vec<HostPattern> =
+        route.spec.hostnames.iter().map(|h| HostPattern::parse(h)).collect();
+    gw.listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.set == set)
+        .filter(|(_, l)| pref.section_name.as_ref().is_none_or(|s| *s == l.spec.name))
+        .filter(|(_, l)| pref.port.is_none_or(|p| p == l.spec.port))
+        .filter(|(_, l)| l.supports_kind(crate::gateway::HTTP_ROUTE))
+        .filter(|(_, l)| l.allows_namespace(&route.meta.namespace, ns_labels))
+        .filter(|(_, l)| {
+            hosts.is_empty()
+                || hosts.iter().any(|h| intersect(l.hostname.as_ref(), Some(h)).is_some())
+        })
+        .map(|(i, _)| i)
+        .collect()
 }

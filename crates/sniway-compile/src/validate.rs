@@ -223,10 +223,40 @@ pub(crate) fn gateway(spec: &GatewaySpec, f: &mut Findings) {
     }
     check_len(f, "spec.listeners", &spec.listeners, 1, 64);
     check_len(f, "spec.addresses", &spec.addresses, 0, 16);
+    listeners(&spec.listeners, f);
+    if let Some(ns) = spec.allowed_listeners.as_ref().and_then(|a| a.namespaces.as_ref()) {
+        let p = "spec.allowedListeners.namespaces";
+        if let Some(from) = &ns.from
+            && !matches!(from.as_str(), "All" | "Selector" | "Same" | "None")
+        {
+            f.err(
+                format!("{p}.from"),
+                format!("{from:?} must be one of All, Selector, Same, None"),
+            );
+        }
+        if let Some(sel) = &ns.selector {
+            label_selector(sel, &format!("{p}.selector"), f);
+        }
+    }
+    gateway_rest(spec, f);
+}
 
+/// `ListenerSet` (v1): a parentRef to a Gateway and 1..64 listeners validated as a Gateway's.
+pub(crate) fn listener_set(spec: &crate::api::ListenerSetSpec, f: &mut Findings) {
+    let p = &spec.parent_ref;
+    check_group_kind(f, "spec.parentRef", &p.group, &p.kind);
+    check_namespace_ref(f, "spec.parentRef.namespace".into(), &p.namespace);
+    check_object_ref_name(f, "spec.parentRef.name".into(), &p.name);
+    check_len(f, "spec.listeners", &spec.listeners, 1, 64);
+    listeners(&spec.listeners, f);
+}
+
+/// The listener rules shared by Gateways and ListenerSets (`spec.listeners`).
+fn listeners(listeners: &[crate::api::Listener], f: &mut Findings) {
+    let spec_listeners = listeners;
     let mut names = BTreeSet::new();
     let mut triples = BTreeMap::new();
-    for (i, l) in spec.listeners.iter().enumerate() {
+    for (i, l) in spec_listeners.iter().enumerate() {
         let p = format!("spec.listeners[{i}]");
         if !is_section_name(&l.name) {
             f.err(format!("{p}.name"), format!("{:?} is not a valid listener name", l.name));
@@ -308,9 +338,42 @@ pub(crate) fn gateway(spec: &GatewaySpec, f: &mut Findings) {
                 format!(
                     "port, protocol and hostname must be unique; listener {:?} has the same \
                      combination",
-                    spec.listeners[first].name
+                    spec_listeners[first].name
                 ),
             );
+        }
+    }
+}
+
+fn gateway_rest(spec: &GatewaySpec, f: &mut Findings) {
+    if let Some(infra) = &spec.infrastructure {
+        // CRD: at most 8 labels and 8 annotations; keys are qualified names, label values at
+        // most 63 characters, annotation values at most 4096.
+        for (what, map, max_value) in
+            [("labels", &infra.labels, 63), ("annotations", &infra.annotations, 4096)]
+        {
+            if map.len() > 8 {
+                f.err(format!("spec.infrastructure.{what}"), "must have at most 8 entries");
+            }
+            for (k, v) in map {
+                if !is_qualified_name(k) {
+                    f.err(
+                        format!("spec.infrastructure.{what}[{k}]"),
+                        format!("{k:?} is not a valid key (an optional DNS prefix and '/', then a name of at most 63 characters)"),
+                    );
+                }
+                if v.len() > max_value {
+                    f.err(
+                        format!("spec.infrastructure.{what}[{k}]"),
+                        format!("value must be at most {max_value} characters"),
+                    );
+                }
+            }
+        }
+        if let Some(p) = &infra.parameters_ref {
+            let path = "spec.infrastructure.parametersRef";
+            check_group_kind(f, path, &Some(p.group.clone()), &Some(p.kind.clone()));
+            check_object_ref_name(f, format!("{path}.name"), &p.name);
         }
     }
 
@@ -341,6 +404,22 @@ pub(crate) fn gateway(spec: &GatewaySpec, f: &mut Findings) {
             f.err(format!("{p}.value"), format!("{ty} value {value:?} must be unique"));
         }
     }
+}
+
+/// A Kubernetes qualified name (label and annotation keys): an optional DNS subdomain prefix
+/// and `/`, then 1..63 alphanumerics, `-`, `_` or `.`, starting and ending alphanumeric.
+fn is_qualified_name(k: &str) -> bool {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let b = name.as_bytes();
+    prefix.is_none_or(is_dns1123_subdomain)
+        && !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 fn allowed_routes(ar: &AllowedRoutes, p: &str, f: &mut Findings) {
@@ -457,6 +536,21 @@ pub(crate) fn tls_route(spec: &TlsRouteSpec, version: RouteVersion, f: &mut Find
             } else {
                 f.warn(format!("{rp}.matches"), "unknown field, ignored");
             }
+        }
+    }
+}
+
+/// `HTTPRoute` (v1): the fields sniway reads.
+pub(crate) fn http_route(spec: &crate::api::HttpRouteSpec, f: &mut Findings) {
+    check_len(f, "spec.parentRefs", &spec.parent_refs, 0, 32);
+    for (i, r) in spec.parent_refs.iter().enumerate() {
+        parent_ref(r, &format!("spec.parentRefs[{i}]"), f);
+    }
+    parent_ref_uniqueness(&spec.parent_refs, RouteVersion::V1, f);
+    check_len(f, "spec.hostnames", &spec.hostnames, 0, 16);
+    for (i, h) in spec.hostnames.iter().enumerate() {
+        if let Some(problem) = hostname_problem(h, false) {
+            f.err(format!("spec.hostnames[{i}]"), problem);
         }
     }
 }

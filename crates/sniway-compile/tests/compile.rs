@@ -11,8 +11,9 @@ fn build(text: &str, class: Option<&str>) -> Compiled {
         &loaded.resources,
         &CompileOptions {
             default_bind: "0.0.0.0".parse().unwrap(),
-            gateway_class: class.map(str::to_string),
+            mode: sniway_compile::Mode::File { gateway_class: class.map(str::to_string) },
             now: "2026-01-01T00:00:00Z".into(),
+            ..CompileOptions::default()
         },
     )
 }
@@ -36,7 +37,7 @@ fn a_gateway_class_narrows_which_gateways_are_served_and_statused() {
     assert!(c.gateways[0].status.is_none());
     assert!(c.routes[0].status.as_ref().unwrap().parents.is_empty());
     assert!(
-        c.warnings.iter().any(|w| w.contains("has class \"other\", not the served class")),
+        c.warnings.iter().any(|w| w.contains("class \"other\", not the served class \"sniway\"")),
         "{:?}",
         c.warnings
     );

@@ -58,14 +58,17 @@ fn render(input: &Path) -> String {
         .trim()
         .to_string();
     let name = input.file_name().unwrap().to_string_lossy().to_string();
-    let loaded = load(&[Source { name, text }], &LoadOptions { default_namespace: namespace })
-        .unwrap_or_else(|e| panic!("{}: load failed:\n{e}", input.display()));
+    let loaded = load(
+        &[Source { name, text }],
+        &LoadOptions { default_namespace: namespace, ..LoadOptions::default() },
+    )
+    .unwrap_or_else(|e| panic!("{}: load failed:\n{e}", input.display()));
     let compiled = compile(
         &loaded.resources,
         &CompileOptions {
             default_bind: "0.0.0.0".parse().unwrap(),
-            gateway_class: None,
             now: "2026-01-01T00:00:00Z".into(),
+            ..Default::default()
         },
     );
     let fragments = key_fragments();

@@ -207,7 +207,7 @@ fn a_list_and_json_input_load_and_namespaces_default() {
         "metadata":{"name":"svc"},"spec":{"ports":[{"port":443}]}}]}"#;
     let loaded = load(
         &[Source { name: "l.json".into(), text: json.into() }],
-        &LoadOptions { default_namespace: "apps".into() },
+        &LoadOptions { default_namespace: "apps".into(), ..LoadOptions::default() },
     )
     .unwrap();
     assert_eq!(loaded.resources.services[0].meta.namespace, "apps");

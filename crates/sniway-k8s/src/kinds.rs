@@ -34,6 +34,8 @@ impl Kind {
 const READ: &[&str] = &["get", "list", "watch"];
 const STATUS: &[&str] = &["get", "update", "patch"];
 const WRITE: &[&str] = &["get", "list", "watch", "create", "update", "patch", "delete"];
+/// Server-side apply of one object the controller names (no list, watch or delete).
+const APPLY: &[&str] = &["get", "create", "update", "patch"];
 
 const fn kind(
     group: &'static str,
@@ -88,6 +90,18 @@ pub const POD_DISRUPTION_BUDGET: Kind =
 /// `ConfigMap`: read when a Gateway's `spec.infrastructure.parametersRef` names one.
 pub const CONFIG_MAP: Kind = kind("", "v1", "ConfigMap", "configmaps", true, READ, &[]);
 
+/// `ClusterRoleBinding`: the one binding the data planes' ServiceAccounts to their read-only
+/// ClusterRole (`provision::DATAPLANE_BINDING`); deploy/ restricts the verbs to that name.
+pub const CLUSTER_ROLE_BINDING: Kind = kind(
+    "rbac.authorization.k8s.io",
+    "v1",
+    "ClusterRoleBinding",
+    "clusterrolebindings",
+    false,
+    APPLY,
+    &[],
+);
+
 /// The kinds whose changes feed a compile.
 pub const WATCHED: &[Kind] = &[
     GATEWAY_CLASS,
@@ -118,4 +132,5 @@ pub const ALL: &[Kind] = &[
     SERVICE_ACCOUNT,
     POD_DISRUPTION_BUDGET,
     CONFIG_MAP,
+    CLUSTER_ROLE_BINDING,
 ];

@@ -17,6 +17,7 @@
 pub mod controller;
 pub mod kinds;
 pub mod lease;
+pub mod provision;
 pub mod snapshot;
 pub mod status;
 pub mod store;

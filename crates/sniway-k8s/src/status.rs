@@ -80,10 +80,11 @@ fn desired_of<S: Serialize>(kind: Kind, method: Method, items: &[ObjectStatus<S>
         .collect()
 }
 
-/// Every status a compile computed, with how to write it. (GatewayClasses and ListenerSets
-/// join here, one line each, when the compile reports them.)
+/// Every status a compile computed, with how to write it.
 fn desired(compiled: &Compiled) -> Vec<Desired> {
-    let mut out = desired_of(kinds::GATEWAY, Method::Apply, &compiled.gateways);
+    let mut out = desired_of(kinds::GATEWAY_CLASS, Method::Apply, &compiled.gateway_classes);
+    out.extend(desired_of(kinds::GATEWAY, Method::Apply, &compiled.gateways));
+    out.extend(desired_of(kinds::LISTENER_SET, Method::Apply, &compiled.listener_sets));
     out.extend(desired_of(kinds::TLS_ROUTE, Method::Parents, &compiled.routes));
     out.extend(desired_of(kinds::LISTENER_POLICY, Method::Apply, &compiled.policies));
     out

@@ -8,13 +8,13 @@ use serde_json::{Value, json};
 use sniway_compile::{Compiled, table_summary};
 use sniway_k8s::controller::{ControllerOptions, run};
 use sniway_k8s::lease::LeaseOptions;
-use sniway_k8s::snapshot::SnapshotOptions;
 use sniway_k8s::status::{FIELD_MANAGER, WriteReport};
 use sniway_testkit::apiserver::{ApiServer, WAIT_LIMIT, Write};
 use tokio::sync::{mpsc, oneshot};
 
 const GW: &str = "gateway.networking.k8s.io/v1";
 const LEASE: &str = "coordination.k8s.io/v1";
+const CLASS_STATUS: &str = "/apis/gateway.networking.k8s.io/v1/gatewayclasses/sniway/status";
 const GW_STATUS: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/infra/gateways/gw/status";
 const ROUTE_STATUS: &str =
     "/apis/gateway.networking.k8s.io/v1/namespaces/apps/tlsroutes/web/status";
@@ -22,6 +22,14 @@ const EC_CERT: &str = include_str!("../../sniway-compile/tests/testdata/certs/ec
 const EC_KEY: &str = include_str!("../../sniway-compile/tests/testdata/certs/ec256-pkcs8.key");
 const RSA_CERT: &str = include_str!("../../sniway-compile/tests/testdata/certs/rsa-pkcs8.crt");
 const RSA_KEY: &str = include_str!("../../sniway-compile/tests/testdata/certs/rsa-pkcs8.key");
+
+fn class(name: &str, controller: &str) -> Value {
+    json!({
+        "apiVersion": GW, "kind": "GatewayClass",
+        "metadata": {"name": name},
+        "spec": {"controllerName": controller},
+    })
+}
 
 fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
@@ -186,6 +194,7 @@ fn route_parent(server: &ApiServer, controller: &str) -> Value {
 }
 
 fn seed_basic(server: &ApiServer) {
+    server.apply(class("sniway", "sniway.io/gateway-controller"));
     for ns in ["infra", "apps", "backend"] {
         server.apply(namespace(ns));
     }
@@ -200,15 +209,17 @@ async fn the_initial_list_writes_each_status_once_and_nothing_when_nothing_chang
     seed_basic(&server);
     let mut c = Running::start(&server, ControllerOptions::default()).await;
     c.table_where(|s| summary_has(s, "web.example.com")).await;
-    let writes = server.wait_for_writes(2).await;
+    let writes = server.wait_for_writes(3).await;
     assert_eq!(
         status_writes(&writes),
         [
+            ("PATCH".to_string(), CLASS_STATUS.to_string()),
             ("PATCH".to_string(), GW_STATUS.to_string()),
             ("PUT".to_string(), ROUTE_STATUS.to_string())
         ]
     );
-    let gw = &writes[0];
+    assert_eq!(condition(&writes[0].body["status"]["conditions"], "Accepted")["status"], "True");
+    let gw = &writes[1];
     assert_eq!(gw.content_type, "application/apply-patch+yaml");
     assert_eq!(gw.field_manager.as_deref(), Some(FIELD_MANAGER));
     assert!(gw.force);
@@ -217,7 +228,7 @@ async fn the_initial_list_writes_each_status_once_and_nothing_when_nothing_chang
     assert_eq!(condition(&gw.body["status"]["conditions"], "Accepted")["status"], "True");
     assert_eq!(gw.body["status"]["listeners"][0]["attachedRoutes"], 1);
 
-    let route_write = &writes[1];
+    let route_write = &writes[2];
     assert_eq!(route_write.content_type, "application/json");
     let parents = route_write.body["status"]["parents"].as_array().unwrap();
     assert_eq!(parents.len(), 1);
@@ -225,21 +236,21 @@ async fn the_initial_list_writes_each_status_once_and_nothing_when_nothing_chang
     assert_eq!(condition(&parents[0]["conditions"], "ResolvedRefs")["status"], "True");
 
     // Our own writes come back through the watch: a pass that finds both as desired.
-    c.quiet_pass(2).await;
+    c.quiet_pass(3).await;
     // A change no status depends on (a label) recompiles and writes nothing.
     let mut labelled = service("apps");
     labelled["metadata"]["labels"] = json!({"tier": "api"});
     server.apply(labelled);
-    c.quiet_pass(2).await;
-    assert_eq!(server.writes().len(), 2, "{:#?}", server.writes());
+    c.quiet_pass(3).await;
+    assert_eq!(server.writes().len(), 3, "{:#?}", server.writes());
 
     // A spec change: the API server bumps metadata.generation, and the status observes it.
     let mut moved = gateway("gw", "sniway");
     moved["spec"]["listeners"][0]["port"] = json!(9443);
     server.apply(moved);
-    let writes = server.wait_for_writes(3).await;
-    assert_eq!(status_writes(&writes[2..]), [("PATCH".to_string(), GW_STATUS.to_string())]);
-    let conds = &writes[2].body["status"]["conditions"];
+    let writes = server.wait_for_writes(4).await;
+    assert_eq!(status_writes(&writes[3..]), [("PATCH".to_string(), GW_STATUS.to_string())]);
+    let conds = &writes[3].body["status"]["conditions"];
     assert_eq!(condition(conds, "Accepted")["observedGeneration"], 2);
     c.stop().await;
 }
@@ -247,21 +258,22 @@ async fn the_initial_list_writes_each_status_once_and_nothing_when_nothing_chang
 #[tokio::test]
 async fn a_route_listed_before_its_backend_resolves_once_the_service_arrives() {
     let server = ApiServer::start().await.unwrap();
+    server.apply(class("sniway", "sniway.io/gateway-controller"));
     for ns in ["infra", "apps"] {
         server.apply(namespace(ns));
     }
     server.apply(gateway("gw", "sniway"));
     server.apply(route(our_parent(), "web.example.com", None));
     let mut c = Running::start(&server, ControllerOptions::default()).await;
-    server.wait_for_writes(2).await;
+    server.wait_for_writes(3).await;
     let before = route_parent(&server, "sniway.io/gateway-controller");
     assert_eq!(condition(&before["conditions"], "ResolvedRefs")["status"], "False");
     assert_eq!(condition(&before["conditions"], "ResolvedRefs")["reason"], "BackendNotFound");
-    c.quiet_pass(2).await;
+    c.quiet_pass(3).await;
 
     server.apply(service("apps"));
-    let writes = server.wait_for_writes(3).await;
-    assert_eq!(status_writes(&writes[2..]), [("PUT".to_string(), ROUTE_STATUS.to_string())]);
+    let writes = server.wait_for_writes(4).await;
+    assert_eq!(status_writes(&writes[3..]), [("PUT".to_string(), ROUTE_STATUS.to_string())]);
     let after = route_parent(&server, "sniway.io/gateway-controller");
     assert_eq!(condition(&after["conditions"], "ResolvedRefs")["status"], "True");
     // Accepted did not change: its transition time is kept.
@@ -269,14 +281,15 @@ async fn a_route_listed_before_its_backend_resolves_once_the_service_arrives() {
         condition(&after["conditions"], "Accepted")["lastTransitionTime"],
         condition(&before["conditions"], "Accepted")["lastTransitionTime"]
     );
-    c.quiet_pass(2).await;
-    assert_eq!(server.writes().len(), 3);
+    c.quiet_pass(3).await;
+    assert_eq!(server.writes().len(), 4);
     c.stop().await;
 }
 
 #[tokio::test]
 async fn a_reference_grant_deleted_later_refuses_the_cross_namespace_backend() {
     let server = ApiServer::start().await.unwrap();
+    server.apply(class("sniway", "sniway.io/gateway-controller"));
     for ns in ["infra", "apps", "backend"] {
         server.apply(namespace(ns));
     }
@@ -286,13 +299,13 @@ async fn a_reference_grant_deleted_later_refuses_the_cross_namespace_backend() {
     server.apply(route(our_parent(), "web.example.com", Some("backend")));
     let mut c = Running::start(&server, ControllerOptions::default()).await;
     c.table_where(|s| summary_has(s, "10.0.0.10")).await;
-    server.wait_for_writes(2).await;
+    server.wait_for_writes(3).await;
     let granted = route_parent(&server, "sniway.io/gateway-controller");
     assert_eq!(condition(&granted["conditions"], "ResolvedRefs")["status"], "True");
 
     server.remove(GW, "ReferenceGrant", Some("backend"), "apps-to-backend");
     c.table_where(|s| !summary_has(s, "10.0.0.10")).await;
-    server.wait_for_writes(3).await;
+    server.wait_for_writes(4).await;
     let refused = route_parent(&server, "sniway.io/gateway-controller");
     assert_eq!(condition(&refused["conditions"], "ResolvedRefs")["reason"], "RefNotPermitted");
     c.stop().await;
@@ -301,6 +314,7 @@ async fn a_reference_grant_deleted_later_refuses_the_cross_namespace_backend() {
 #[tokio::test]
 async fn a_referenced_secret_is_watched_by_name_and_a_rotation_is_served() {
     let server = ApiServer::start().await.unwrap();
+    server.apply(class("sniway", "sniway.io/gateway-controller"));
     for ns in ["infra", "apps"] {
         server.apply(namespace(ns));
     }
@@ -329,6 +343,7 @@ async fn a_referenced_secret_is_watched_by_name_and_a_rotation_is_served() {
 async fn our_route_parents_are_written_beside_another_controllers_untouched() {
     let server = ApiServer::start().await.unwrap();
     seed_basic(&server);
+    server.apply(class("other-class", "example.com/other"));
     server.apply(gateway("theirs", "other-class"));
     let foreign = json!({
         "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "theirs", "namespace": "infra"},
@@ -345,12 +360,8 @@ async fn our_route_parents_are_written_beside_another_controllers_untouched() {
     server.apply(r);
     // One conflict on the first status write: read again and retry.
     server.fail_next_with(ROUTE_STATUS, 409, 1);
-    let opts = ControllerOptions {
-        snapshot: SnapshotOptions { gateway_class: Some("sniway".into()), ..Default::default() },
-        ..Default::default()
-    };
-    let mut c = Running::start(&server, opts).await;
-    c.quiet_pass(2).await;
+    let mut c = Running::start(&server, ControllerOptions::default()).await;
+    c.quiet_pass(3).await;
     let route_writes: Vec<Write> =
         server.writes().into_iter().filter(|w| w.path == ROUTE_STATUS).collect();
     let codes: Vec<u16> = route_writes.iter().map(|w| w.code).collect();
@@ -367,18 +378,22 @@ async fn our_route_parents_are_written_beside_another_controllers_untouched() {
 #[tokio::test]
 async fn a_gateway_with_a_253_character_name_gets_its_status() {
     let server = ApiServer::start().await.unwrap();
+    server.apply(class("sniway", "sniway.io/gateway-controller"));
     server.apply(namespace("infra"));
     let name = format!("{}.{}", "a".repeat(126), "b".repeat(126));
     assert_eq!(name.len(), 253);
     server.apply(gateway(&name, "sniway"));
     let mut c = Running::start(&server, ControllerOptions::default()).await;
-    let writes = server.wait_for_writes(1).await;
+    let writes = server.wait_for_writes(2).await;
     let path =
         format!("/apis/gateway.networking.k8s.io/v1/namespaces/infra/gateways/{name}/status");
-    assert_eq!(status_writes(&writes), [("PATCH".to_string(), path)]);
+    assert_eq!(
+        status_writes(&writes),
+        [("PATCH".to_string(), CLASS_STATUS.to_string()), ("PATCH".to_string(), path)]
+    );
     let stored = server.get(GW, "Gateway", Some("infra"), &name).unwrap();
     assert_eq!(condition(&stored["status"]["conditions"], "Accepted")["status"], "True");
-    c.quiet_pass(1).await;
+    c.quiet_pass(2).await;
     c.stop().await;
 }
 
@@ -462,7 +477,7 @@ async fn a_standby_takes_over_when_the_leader_stops() {
             r.iter().filter(|r| r.path.ends_with("/status")).count() >= n
         })
     };
-    assert!(statuses(2).await);
+    assert!(statuses(3).await);
     let writes = server.writes();
     assert_eq!(
         (writes[0].method.as_str(), writes[0].code),
@@ -484,14 +499,14 @@ async fn a_standby_takes_over_when_the_leader_stops() {
     a.stop().await;
     // Released on shutdown: b acquires at its next attempt, and its first pass finds
     // everything as a wrote it.
-    b.quiet_pass(2).await;
+    b.quiet_pass(3).await;
     assert_eq!(holder(&server), Some(json!("b")));
-    assert_eq!(status_writes(&server.writes()).len(), 2);
+    assert_eq!(status_writes(&server.writes()).len(), 3);
     // The new leader writes what changes.
     server.remove("v1", "Service", Some("apps"), "api");
-    assert!(statuses(3).await);
+    assert!(statuses(4).await);
     let written = status_writes(&server.writes());
-    assert_eq!(written[2..], [("PUT".to_string(), ROUTE_STATUS.to_string())]);
+    assert_eq!(written[3..], [("PUT".to_string(), ROUTE_STATUS.to_string())]);
     b.stop().await;
     assert_eq!(holder(&server), Some(Value::Null), "released on shutdown");
 }

@@ -328,8 +328,8 @@ spec:
             &loaded.resources,
             &sniway_compile::CompileOptions {
                 default_bind: "0.0.0.0".parse().unwrap(),
-                gateway_class: None,
                 now: "2026-01-01T00:00:00Z".into(),
+                ..Default::default()
             },
         )
     }
@@ -339,7 +339,7 @@ spec:
         let got = wide(&compiled());
         let want = "\
 NAMESPACE   NAME   CLASS    ADDRESS     PROGRAMMED   LISTENERS
-default     gw     sniway   127.0.0.1   True         tls:8443/Passthrough[Accepted=True,Programmed=True],web:80/HTTP[Accepted=False(UnsupportedProtocol),Programmed=False(Invalid)]
+default     gw     sniway   127.0.0.1   True         tls:8443/Passthrough[Accepted=True,Programmed=True],web:80/HTTP[Accepted=True,Programmed=True]
 
 NAMESPACE   NAME   HOSTNAMES                         PARENTS          ACCEPTED   RESOLVED                 BACKENDS
 default     foo    foo.example.com,bar.example.com   default/gw/tls   True       False(BackendNotFound)   default/foo:443(3)=10.0.0.1:443;default/gone:443(1)=invalid:BackendNotFound

@@ -38,7 +38,8 @@ pub struct Input {
     /// Namespace for objects that name none, like `kubectl apply -n`.
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
-    /// Serve only Gateways of this GatewayClass (default: every Gateway in the input).
+    /// Serve only Gateways of this GatewayClass (default: every Gateway whose class in the
+    /// input names sniway's controller, or whose class is not in the input).
     #[arg(long, value_name = "NAME")]
     pub gateway_class: Option<String>,
     /// Address for listeners of Gateways without `spec.addresses`.
@@ -52,6 +53,16 @@ pub struct Input {
 pub struct RunArgs {
     #[command(flatten)]
     pub input: Input,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Do not reload when the manifest files change (SIGHUP still reloads).
+    #[arg(long)]
+    pub no_watch: bool,
+}
+
+/// How a data plane serves, shared by `run`, `dataplane` and `controller --serve`.
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
     /// Longest wait for a complete ClientHello, from accept (per listener).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub hello_timeout: Duration,
@@ -110,9 +121,6 @@ pub struct RunArgs {
     /// The access log's file (appended to); default: standard output.
     #[arg(long, value_name = "FILE", requires = "access_log")]
     pub access_log_path: Option<PathBuf>,
-    /// Do not reload when the manifest files change (SIGHUP still reloads).
-    #[arg(long)]
-    pub no_watch: bool,
     /// Data-plane threads (default: the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,

@@ -8,4 +8,5 @@ pub mod demo;
 pub mod limits;
 pub mod manifests;
 pub mod run;
+pub mod serve;
 pub mod watch;

@@ -23,10 +23,12 @@ pub fn compile_allow_empty(input: &Input) -> Result<Compiled> {
 }
 
 fn compile_sources(input: &Input, sources: Vec<Source>) -> Result<Compiled> {
-    let loaded =
-        sniway_compile::load(&sources, &LoadOptions { default_namespace: input.namespace.clone() })
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("the manifests were not loaded")?;
+    let loaded = sniway_compile::load(
+        &sources,
+        &LoadOptions { default_namespace: input.namespace.clone(), ..LoadOptions::default() },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .context("the manifests were not loaded")?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -34,8 +36,9 @@ fn compile_sources(input: &Input, sources: Vec<Source>) -> Result<Compiled> {
         &loaded.resources,
         &CompileOptions {
             default_bind: input.bind_address,
-            gateway_class: input.gateway_class.clone(),
+            mode: sniway_compile::Mode::File { gateway_class: input.gateway_class.clone() },
             now: rfc3339_now(),
+            ..CompileOptions::default()
         },
     );
     for w in &compiled.warnings {

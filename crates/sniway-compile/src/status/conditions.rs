@@ -46,8 +46,17 @@ pub mod reasons {
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     /// Gateway `Accepted=False`: a requested address type is not supported.
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
+    /// Gateway `Accepted=False`: `spec.infrastructure.parametersRef` does not resolve to
+    /// parameters the implementation reads.
+    pub const INVALID_PARAMETERS: &str = "InvalidParameters";
     /// Gateway `Programmed=False`: the requested addresses cannot be used.
     pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
+
+    // --- ListenerSet ---
+    /// ListenerSet `Accepted=False` and `Programmed=False`: its Gateway does not allow it.
+    pub const NOT_ALLOWED: &str = "NotAllowed";
+    /// ListenerSet `Accepted=False`: its Gateway is not accepted.
+    pub const PARENT_NOT_ACCEPTED: &str = "ParentNotAccepted";
 
     // --- Listener ---
     /// Listener `Accepted=False`: the protocol is not served.

@@ -7,6 +7,23 @@ use serde_json::Value;
 
 pub use conditions::Condition;
 
+/// `GatewayClass.status`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayClassStatus {
+    /// `Accepted`.
+    pub conditions: Vec<Condition>,
+    /// The features sniway supports ([`crate::SUPPORTED_FEATURES`]), sorted by name.
+    pub supported_features: Vec<SupportedFeature>,
+}
+
+/// `status.supportedFeatures[]` of a GatewayClass.
+#[derive(Clone, Debug, Serialize)]
+pub struct SupportedFeature {
+    /// A Gateway API feature name (`pkg/features`).
+    pub name: String,
+}
+
 /// `Gateway.status`.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -16,6 +33,20 @@ pub struct GatewayStatus {
     /// `Accepted`, `Programmed`.
     pub conditions: Vec<Condition>,
     /// One entry per listener.
+    pub listeners: Vec<ListenerStatus>,
+    /// ListenerSets accepted on this Gateway; set when the Gateway allows ListenerSets or one
+    /// targets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<i32>,
+}
+
+/// `ListenerSet.status`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetStatus {
+    /// `Accepted`, `Programmed`.
+    pub conditions: Vec<Condition>,
+    /// One entry per listener (empty when the set is not attached).
     pub listeners: Vec<ListenerStatus>,
 }
 

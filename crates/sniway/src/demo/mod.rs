@@ -56,15 +56,17 @@ async fn demo_async(args: DemoArgs) -> Result<ExitCode> {
     let _plain = backend::start_plain("plain", PLAIN.parse()?, backend::Reply::Demo).await?;
 
     let sources = [Source { name: "examples/demo/demo.yaml".into(), text: DEMO_MANIFESTS.into() }];
-    let loaded =
-        sniway_compile::load(&sources, &LoadOptions { default_namespace: "default".into() })
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded = sniway_compile::load(
+        &sources,
+        &LoadOptions { default_namespace: "default".into(), ..LoadOptions::default() },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let compiled = sniway_compile::compile(
         &loaded.resources,
         &CompileOptions {
             default_bind: "127.0.0.1".parse()?,
-            gateway_class: None,
             now: crate::manifests::rfc3339_now(),
+            ..Default::default()
         },
     );
     crate::run::report_conditions(&compiled.status_list());

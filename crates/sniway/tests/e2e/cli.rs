@@ -21,8 +21,10 @@ fn check_prints_a_v1_list_with_the_status_of_every_gateway_and_route() {
     assert_eq!(list["kind"], "List");
     let items = list["items"].as_array().unwrap();
     let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["Gateway", "TLSRoute", "TLSRoute", "TLSRoute", "TLSRoute"]);
-    let gw = &items[0];
+    assert_eq!(kinds, ["GatewayClass", "Gateway", "TLSRoute", "TLSRoute", "TLSRoute", "TLSRoute"]);
+    let class = &items[0]["status"]["conditions"][0];
+    assert_eq!((&class["type"], &class["status"]), (&"Accepted".into(), &"True".into()));
+    let gw = &items[1];
     let accepted = gw["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -38,7 +40,7 @@ fn check_prints_a_v1_list_with_the_status_of_every_gateway_and_route() {
         !text.contains("PRIVATE KEY") && !text.contains("tls.key"),
         "key material in check output"
     );
-    for route in &items[1..] {
+    for route in &items[2..] {
         assert_eq!(route["status"]["parents"][0]["controllerName"], "sniway.io/gateway-controller");
     }
 }
@@ -64,7 +66,7 @@ async fn run_without_anything_to_serve_waits_and_serves_once_a_listener_appears(
     let mut gw = Gateway::start(http_only, 80, &[]);
     let log = gw.log();
     assert_eq!(log.matches("nothing to serve yet").count(), 1, "{log}");
-    assert!(log.contains("UnsupportedProtocol"), "{log}");
+    assert!(log.contains("not served; sniway has no HTTP data plane"), "{log}");
     assert_eq!(gw.get("/readyz").0, 200, "nothing to bind: ready");
 
     // A listener appears in the file: the gateway reloads and serves it.
@@ -170,6 +172,14 @@ fn every_bundled_example_loads_and_every_route_is_accepted_with_resolved_refs() 
         assert!(items.iter().any(|i| i["kind"] == "TLSRoute"), "{dir}: no route");
         for item in items {
             let what = format!("{dir}: {} {}", item["kind"], item["metadata"]["name"]);
+            if item["kind"] == "GatewayClass" {
+                assert_eq!(
+                    condition(&item["status"]["conditions"], "Accepted")["status"],
+                    "True",
+                    "{what}"
+                );
+                continue;
+            }
             if item["kind"] == "Gateway" {
                 assert_eq!(
                     condition(&item["status"]["conditions"], "Programmed")["status"],
