@@ -372,6 +372,14 @@ async fn our_route_parents_are_written_beside_another_controllers_untouched() {
     assert_eq!(parents[0], foreign);
     assert_eq!(parents[1]["controllerName"], "sniway.io/gateway-controller");
     assert_eq!(parents[1]["parentRef"]["name"], "gw");
+    // Nothing of the other controller's is written: its class, its Gateway.
+    let foreign_writes: Vec<String> = server
+        .writes()
+        .into_iter()
+        .map(|w| w.path)
+        .filter(|p| p.contains("/gatewayclasses/other-class") || p.contains("/gateways/theirs"))
+        .collect();
+    assert_eq!(foreign_writes, Vec::<String>::new());
     c.stop().await;
 }
 
