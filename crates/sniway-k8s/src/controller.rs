@@ -58,16 +58,17 @@ struct StatusInput {
     objects: Arc<BTreeMap<ObjectKey, Value>>,
 }
 
-/// Runs until `shutdown` completes: every compile is handed to `sink` (the binary installs
-/// `compiled.table` into the data plane), statuses are written while leader, and the Lease is
-/// released at the end.
+/// Runs until `shutdown` completes: every compile is handed to `sink`, which may take
+/// `compiled.table` (the binary installs it into the data plane) and amend the statuses (e.g. a
+/// listener whose socket could not be bound); statuses are then written while leader, and the
+/// Lease is released at the end.
 pub async fn run<F>(
     client: kube_client::Client,
     opts: ControllerOptions,
     mut sink: F,
     shutdown: impl Future<Output = ()>,
 ) where
-    F: FnMut(Arc<Compiled>),
+    F: FnMut(&mut Compiled),
 {
     let (mut watches, mut events) = Watches::start(client.clone(), &opts.kinds);
     let mut store = Store::new(&opts.kinds);
@@ -114,12 +115,12 @@ pub async fn run<F>(
                 }
                 if needs_compile || last.is_none() {
                     needs_compile = false;
-                    let compiled = Arc::new(compile_snapshot(&store, &opts.snapshot));
+                    let mut compiled = compile_snapshot(&store, &opts.snapshot);
                     for w in &compiled.warnings {
                         tracing::debug!(warning = %w, "compile");
                     }
-                    sink(compiled.clone());
-                    last = Some(compiled);
+                    sink(&mut compiled);
+                    last = Some(Arc::new(compiled));
                 }
                 if let Some(compiled) = &last {
                     let objects = Arc::new(store.view(STATUS_KINDS));

@@ -1,7 +1,6 @@
 //! The controller against the simulated API server, through a real kube Client: watching,
 //! compiling, status writes (exact, from the server's write log), leader election, recovery.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -105,7 +104,8 @@ fn grant() -> Value {
 }
 
 struct Running {
-    tables: mpsc::UnboundedReceiver<Arc<Compiled>>,
+    /// Each compile's table summary.
+    tables: mpsc::UnboundedReceiver<Value>,
     reports: mpsc::UnboundedReceiver<WriteReport>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -123,8 +123,8 @@ impl Running {
         let task = tokio::spawn(run(
             client,
             opts,
-            move |c| {
-                let _ = tables_tx.send(c);
+            move |c: &mut Compiled| {
+                let _ = tables_tx.send(table_summary(&c.table));
             },
             async move {
                 let _ = stopped.await;
@@ -134,10 +134,10 @@ impl Running {
     }
 
     /// The next compile whose table summary satisfies `pred`.
-    async fn table_where(&mut self, pred: impl Fn(&Value) -> bool) -> Arc<Compiled> {
+    async fn table_where(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         let found = tokio::time::timeout(WAIT_LIMIT, async {
             while let Some(c) = self.tables.recv().await {
-                if pred(&table_summary(&c.table)) {
+                if pred(&c) {
                     return Some(c);
                 }
             }
