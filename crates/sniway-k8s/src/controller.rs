@@ -29,6 +29,9 @@ pub struct ControllerOptions {
     pub quiet: Duration,
     /// ...but no longer than this after the first change.
     pub max_delay: Duration,
+    /// Whether to write status at all (a data plane serving one Gateway leaves that to the
+    /// controller).
+    pub write_status: bool,
     /// Leader election for status writing; `None`: this replica always writes.
     pub lease: Option<LeaseOptions>,
     /// After a failed status write, the next attempt comes this much later at most.
@@ -44,6 +47,7 @@ impl Default for ControllerOptions {
             kinds: kinds::WATCHED.to_vec(),
             quiet: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
+            write_status: true,
             lease: None,
             retry_failed_writes: Duration::from_secs(5),
             reports: None,
@@ -73,17 +77,23 @@ pub async fn run<F>(
     let (mut watches, mut events) = Watches::start(client.clone(), &opts.kinds);
     let mut store = Store::new(&opts.kinds);
 
-    let leadership = opts.lease.clone().map(|l| Leadership::start(client.clone(), l));
+    let leadership = if opts.write_status {
+        opts.lease.clone().map(|l| Leadership::start(client.clone(), l))
+    } else {
+        None
+    };
     let (_always, always_rx) = watch::channel(true);
     let is_leader = leadership.as_ref().map(Leadership::is_leader).unwrap_or(always_rx);
     let (status_tx, status_rx) = watch::channel::<Option<StatusInput>>(None);
-    let writer = tokio::spawn(write_loop(
-        StatusWriter::new(client),
-        status_rx,
-        is_leader,
-        opts.reports.clone(),
-        opts.retry_failed_writes,
-    ));
+    let writer = opts.write_status.then(|| {
+        tokio::spawn(write_loop(
+            StatusWriter::new(client),
+            status_rx,
+            is_leader,
+            opts.reports.clone(),
+            opts.retry_failed_writes,
+        ))
+    });
 
     let mut last: Option<Arc<Compiled>> = None;
     // (first change, last change) of the pending batch, and whether it needs a compile.
@@ -130,7 +140,9 @@ pub async fn run<F>(
         }
     }
     drop(status_tx);
-    let _ = writer.await;
+    if let Some(writer) = writer {
+        let _ = writer.await;
+    }
     if let Some(l) = leadership {
         l.release().await;
     }
