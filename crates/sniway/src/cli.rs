@@ -27,6 +27,11 @@ enum Command {
     Check(CheckArgs),
     /// Start built-in TLS backends and a gateway in front of them, and show the routing.
     Demo(DemoArgs),
+    /// In Kubernetes: watch the Gateway API, write status, and provision a data plane per
+    /// Gateway of a sniway GatewayClass (or serve them all from this process with `--serve`).
+    Controller(ControllerArgs),
+    /// In Kubernetes: serve one Gateway's listeners (what `controller` provisions per Gateway).
+    Dataplane(DataplaneArgs),
 }
 
 /// Where manifests come from, shared by `run` and `check`.
@@ -126,6 +131,84 @@ pub struct ServeArgs {
     pub workers: Option<u16>,
 }
 
+/// Where the Kubernetes API server is, found as kubectl finds it.
+#[derive(Clone, Debug, Args)]
+pub struct KubeArgs {
+    /// kubeconfig file. Default: `$KUBECONFIG` (a list of files, merged), then
+    /// `~/.kube/config`, then the pod's service account (in a cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+/// `sniway controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Serve every Gateway of the class from this process (binding their listeners on
+    /// `--bind-address`) instead of provisioning a data plane per Gateway.
+    #[arg(long)]
+    pub serve: bool,
+    /// With `--serve`: the address listeners of Gateways without `spec.addresses` bind.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub bind_address: IpAddr,
+    /// Namespace of the leader-election Lease (default: the pod's namespace, else
+    /// sniway-system).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sniway-system", value_name = "NAMESPACE")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "sniway-controller", value_name = "NAME")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: the pod's name, else host name and
+    /// process id).
+    #[arg(long, env = "POD_NAME", value_name = "ID")]
+    pub identity: Option<String>,
+    /// Image of the provisioned data planes.
+    #[arg(
+        long,
+        env = "SNIWAY_DATAPLANE_IMAGE",
+        default_value = "ghcr.io/sniway/sniway:latest",
+        value_name = "IMAGE"
+    )]
+    pub dataplane_image: String,
+    /// Type of the Service provisioned per Gateway: LoadBalancer, NodePort or ClusterIP.
+    #[arg(long, default_value = "LoadBalancer", value_name = "TYPE")]
+    pub service_type: sniway_k8s::provision::ServiceType,
+    /// Replicas of each provisioned data plane (0: leave them to a HorizontalPodAutoscaler).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub dataplane_replicas: u32,
+    #[command(flatten)]
+    pub run: ServeArgs,
+}
+
+/// `sniway dataplane`.
+#[derive(Debug, Args)]
+pub struct DataplaneArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// The Gateway to serve, as NAMESPACE/NAME.
+    #[arg(long, value_parser = parse_gateway_ref, value_name = "NAMESPACE/NAME")]
+    pub gateway: (String, String),
+    /// The address listeners bind when the Gateway has no `spec.addresses`.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub bind_address: IpAddr,
+    #[command(flatten)]
+    pub run: ServeArgs,
+}
+
+/// Parses `NAMESPACE/NAME`.
+pub fn parse_gateway_ref(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!("`{s}` is not NAMESPACE/NAME")),
+    }
+}
+
 /// The admin endpoint's address, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Admin(pub Option<std::net::SocketAddr>);
@@ -209,6 +292,8 @@ pub fn main() -> ExitCode {
         Command::Run(args) => crate::run::run(args),
         Command::Check(args) => crate::check::check(args),
         Command::Demo(args) => crate::demo::demo(args),
+        Command::Controller(args) => crate::kubernetes::controller(args),
+        Command::Dataplane(args) => crate::kubernetes::dataplane(args),
     };
     match result {
         Ok(code) => code,

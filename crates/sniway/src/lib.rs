@@ -5,6 +5,7 @@ pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod demo;
+pub mod kubernetes;
 pub mod limits;
 pub mod manifests;
 pub mod run;

@@ -117,13 +117,19 @@ pub struct Live {
 impl Live {
     /// Installs `compiled`, reports its conditions and keeps its status with the bind results.
     pub fn install(&self, mut compiled: Compiled) -> Vec<SocketState> {
+        self.install_in_place(&mut compiled)
+    }
+
+    /// As [`Live::install`], taking the table out of `compiled` and marking in its statuses the
+    /// listeners whose socket could not be bound, for a caller that writes them on.
+    pub fn install_in_place(&self, compiled: &mut Compiled) -> Vec<SocketState> {
         let table = Arc::new(std::mem::take(&mut compiled.table));
         let sockets = self.proxy.install(table);
         let failures: Vec<_> = sockets
             .iter()
             .filter_map(|s| s.bound.as_ref().err().map(|e| (s.configured, e.clone())))
             .collect();
-        sniway_compile::apply_bind_failures(&mut compiled, &failures);
+        sniway_compile::apply_bind_failures(compiled, &failures);
         let list = compiled.status_list();
         report_conditions(&list);
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = list;

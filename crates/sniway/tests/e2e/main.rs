@@ -4,6 +4,7 @@
 mod bulk;
 mod cli;
 mod clients;
+mod kubernetes;
 mod operations;
 mod rejects;
 mod reload;

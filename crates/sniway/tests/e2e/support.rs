@@ -184,14 +184,37 @@ impl Gateway {
                 c
             }
         };
-        let mut child = command
+        command
             .arg("run")
             .arg("-f")
             .arg(file)
             .args(["--bind-address", "127.0.0.1", "--admin-address", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied());
+        Self::from_command(command, file.to_path_buf(), dir, port, ports)
+    }
+
+    /// Starts the gateway binary with exactly `args` (a command other than `run`, such as
+    /// `controller`), waiting for its ready line. `port` is the listener port `addr` names.
+    pub fn start_command(args: &[&str], port: u16) -> Gateway {
+        let dir = TempDir::new("gw");
+        let mut command = Command::new(bin());
+        command.args(args);
+        let file = dir.0.clone();
+        let mut gw = Self::from_command(command, file, dir, port, Vec::new());
+        gw.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        gw
+    }
+
+    fn from_command(
+        mut command: Command,
+        file: PathBuf,
+        dir: TempDir,
+        port: u16,
+        ports: Vec<(u16, u16)>,
+    ) -> Gateway {
+        let mut child = command
             .env("SNIWAY_LOG", "debug")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -217,7 +240,6 @@ impl Gateway {
                 let _ = tx.send(line);
             }
         });
-        let file = file.to_path_buf();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let admin = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut gw = Gateway {

@@ -1,0 +1,224 @@
+//! `sniway controller --serve` and `sniway dataplane` as a user runs them outside a cluster:
+//! the real binary, a kubeconfig pointing at a simulated API server (`sniway_testkit::apiserver`,
+//! the list/watch, apply and status protocol of a real one), objects applied as kubectl would,
+//! and real connections through the listeners.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sniway_testkit::apiserver::ApiServer;
+
+use crate::support::*;
+
+const GW: &str = "gateway.networking.k8s.io/v1";
+
+/// Applies every document of `yaml` in namespace `default` (cluster-scoped kinds keep none).
+fn kubectl_apply(server: &ApiServer, yaml: &str) {
+    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
+        let mut v: Value = serde::Deserialize::deserialize(doc).expect("a YAML document");
+        if v.is_null() {
+            continue;
+        }
+        let cluster_scoped = matches!(v["kind"].as_str(), Some("GatewayClass" | "Namespace"));
+        if !cluster_scoped && v["metadata"]["namespace"].is_null() {
+            v["metadata"]["namespace"] = "default".into();
+        }
+        server.apply(v);
+    }
+}
+
+const CLASS: &str = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: sniway
+spec:
+  controllerName: sniway.io/gateway-controller
+"#;
+
+fn condition<'a>(conditions: &'a Value, ty: &str) -> Option<&'a Value> {
+    conditions.as_array()?.iter().find(|c| c["type"] == ty)
+}
+
+fn is_true(conditions: &Value, ty: &str) -> bool {
+    condition(conditions, ty).is_some_and(|c| c["status"] == "True")
+}
+
+/// The name a connection for `sni` reached, or "" when it was refused.
+async fn reach(gw: &Gateway, tls: &Tls, sni: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(&tls.client_hello(sni)).await.unwrap();
+    let (got, closed) = read_all_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "connection left open");
+    String::from_utf8(got).unwrap()
+}
+
+async fn start(args: Vec<String>, port: u16) -> Gateway {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Gateway::start_command(&args, port)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_serves_what_the_cluster_holds_and_writes_its_status() {
+    let server = ApiServer::start().await.unwrap();
+    let tls = Tls::new();
+    let web = name_backend("web").await;
+    let api = name_backend("api").await;
+    let port = free_port();
+    kubectl_apply(
+        &server,
+        &[
+            CLASS,
+            &passthrough_gateway("gw", port),
+            &route("web", "gw", &["web.example.com"], &[("web", 1)]),
+            &service("web", 443, web),
+        ]
+        .concat(),
+    );
+    let kubeconfig = server.kubeconfig().display().to_string();
+    let mut gw = start(
+        [
+            "controller",
+            "--serve",
+            "--kubeconfig",
+            &kubeconfig,
+            "--bind-address",
+            "127.0.0.1",
+            "--admin-address",
+            "127.0.0.1:0",
+            "--lease-namespace",
+            "default",
+            "--identity",
+            "e2e-controller",
+        ]
+        .map(String::from)
+        .to_vec(),
+        port,
+    )
+    .await;
+
+    assert_eq!(reach(&gw, &tls, "web.example.com").await, "web");
+    assert_eq!(reach(&gw, &tls, "api.example.com").await, "", "no route yet");
+
+    // Status, written by the leader: the class with its features, the Gateway with the address
+    // it is reached at, the route's parent.
+    let class = server
+        .wait_for_object(GW, "GatewayClass", None, "sniway", |o| {
+            is_true(&o["status"]["conditions"], "Accepted")
+        })
+        .await
+        .expect("GatewayClass accepted");
+    let features: Vec<&str> = class["status"]["supportedFeatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    for f in ["Gateway", "ReferenceGrant", "TLSRoute", "TLSRouteModeMixed", "TLSRouteModeTerminate"]
+    {
+        assert!(features.contains(&f), "{f} missing from {features:?}");
+    }
+    let gateway = server
+        .wait_for_object(GW, "Gateway", Some("default"), "gw", |o| {
+            is_true(&o["status"]["conditions"], "Programmed")
+        })
+        .await
+        .expect("Gateway programmed");
+    assert!(is_true(&gateway["status"]["conditions"], "Accepted"));
+    assert_eq!(gateway["status"]["addresses"][0]["value"], "127.0.0.1");
+    assert_eq!(gateway["status"]["listeners"][0]["attachedRoutes"], 1);
+    let web_route = server
+        .wait_for_object(GW, "TLSRoute", Some("default"), "web", |o| {
+            o["status"]["parents"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| is_true(&p["conditions"], "ResolvedRefs")))
+        })
+        .await
+        .expect("route status");
+    assert_eq!(web_route["status"]["parents"][0]["controllerName"], "sniway.io/gateway-controller");
+    let lease = server.get("coordination.k8s.io/v1", "Lease", Some("default"), "sniway-controller");
+    assert_eq!(lease.expect("a Lease")["spec"]["holderIdentity"], "e2e-controller");
+
+    // A route applied later is served after the next compile, without a restart.
+    kubectl_apply(
+        &server,
+        &[route("api", "gw", &["api.example.com"], &[("api", 1)]), service("api", 443, api)]
+            .concat(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while reach(&gw, &tls, "api.example.com").await != "api" {
+        assert!(std::time::Instant::now() < deadline, "the new route was never served");
+        let _ = tokio::task::block_in_place(|| gw.wait_event("reloaded"));
+    }
+
+    // SIGTERM: the Lease is released (another replica may lead at once), then the process
+    // drains and exits.
+    gw.signal("TERM");
+    let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(20)));
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+    let lease = server.get("coordination.k8s.io/v1", "Lease", Some("default"), "sniway-controller");
+    let holder = &lease.expect("a Lease")["spec"]["holderIdentity"];
+    assert!(holder.is_null() || holder == "", "lease still held: {holder}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_plane_serves_its_gateway_only_and_writes_nothing() {
+    let server = ApiServer::start().await.unwrap();
+    let tls = Tls::new();
+    let web = name_backend("web").await;
+    let other = name_backend("other").await;
+    let port = free_port();
+    let other_port = free_port();
+    kubectl_apply(
+        &server,
+        &[
+            CLASS,
+            &passthrough_gateway("gw", port),
+            &route("web", "gw", &["web.example.com"], &[("web", 1)]),
+            &service("web", 443, web),
+            &passthrough_gateway("other", other_port),
+            &route("other", "other", &["other.example.com"], &[("other", 1)]),
+            &service("other", 443, other),
+        ]
+        .concat(),
+    );
+    let kubeconfig = server.kubeconfig().display().to_string();
+    let mut gw = start(
+        [
+            "dataplane",
+            "--gateway",
+            "default/gw",
+            "--kubeconfig",
+            &kubeconfig,
+            "--bind-address",
+            "127.0.0.1",
+            "--admin-address",
+            "127.0.0.1:0",
+        ]
+        .map(String::from)
+        .to_vec(),
+        port,
+    )
+    .await;
+    let ready = tokio::task::block_in_place(|| gw.wait_event("ready"));
+    let sockets = ready["ready"]["sockets"].as_array().unwrap();
+    assert_eq!(sockets.len(), 1, "only its own Gateway's listener: {sockets:?}");
+
+    assert_eq!(reach(&gw, &tls, "web.example.com").await, "web");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", other_port)).await.is_err(),
+        "the other Gateway's port is not served here"
+    );
+    let (code, _) = gw.get("/readyz");
+    assert_eq!(code, 200);
+    assert!(server.writes().is_empty(), "a data plane wrote: {:?}", server.writes());
+
+    gw.signal("TERM");
+    let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(20)));
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+}
