@@ -382,3 +382,26 @@ fn a_cluster_snapshot_loads_and_compiles_with_our_class() {
     assert_eq!(c.table.sockets.len(), 1);
     assert!(c.gateway_classes[0].status.is_some());
 }
+
+#[test]
+fn a_route_created_as_v1alpha2_and_served_as_v1_loads_with_no_hostnames_and_two_rules() {
+    // The FSM guide's route: v1alpha2, no hostnames. The API server stores and serves it as v1
+    // without validating it again, so a watch returns a v1 object v1 itself would refuse.
+    let route = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "TLSRoute",
+        "metadata": {"name": "tcp-route", "namespace": "httpbin", "generation": 1},
+        "spec": {
+            "parentRefs": [{"name": "simple-fsm-gateway", "port": 8000}],
+            "rules": [
+                {"backendRefs": [{"name": "httpbin.org", "port": 443}]},
+                {"backendRefs": [{"name": "other.example", "port": 443}]}
+            ]
+        }
+    });
+    let loaded = load_values(vec![("cluster".into(), route.clone())], &cluster()).unwrap();
+    assert_eq!(loaded.resources.tls_routes.len(), 1, "{:?}", loaded.warnings);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // A file holding the same v1 object is refused, as an API server would refuse it.
+    assert!(load_values(vec![("f.json".into(), route)], &LoadOptions::default()).is_err());
+}
