@@ -18,6 +18,7 @@ pub mod controller;
 pub mod kinds;
 pub mod lease;
 pub mod provision;
+pub mod provisioner;
 pub mod snapshot;
 pub mod status;
 pub mod store;
