@@ -461,3 +461,42 @@ async fn a_data_plane_writes_nothing_at_all() {
     assert!(server.open_watches("deployments").is_empty());
     c.stop().await;
 }
+
+#[tokio::test]
+async fn failures_are_retried_and_never_hold_up_status() {
+    let server = ApiServer::start().await.unwrap();
+    seed(&server);
+    // The binding fails twice: no Deployment may come before it.
+    server.fail_next(BINDING_PATH, 2);
+    // The Deployment's apply keeps failing for a while (each retry backs off).
+    let deployment_path = "/apis/apps/v1/namespaces/infra/deployments/gw-sniway";
+    server.fail_next(deployment_path, 3);
+    let mut c = Running::start(&server, Running::provisioning()).await;
+    let first = c.report_where(|_| true).await;
+    assert_eq!(first.failed, ["ClusterRoleBinding", "infra/gw"]);
+    assert_eq!(first.applied, Vec::<String>::new());
+    // Status is written meanwhile: Pending.
+    gateway_where(&server, "gw", |g| programmed(g) == (json!("False"), json!("Pending"))).await;
+    c.report_where(|r| r.applied == ["infra/gw"]).await;
+    assert!(server.get("apps/v1", "Deployment", Some("infra"), "gw-sniway").is_some());
+    let codes: Vec<(String, u16)> = server
+        .writes()
+        .iter()
+        .filter(|w| w.path == BINDING_PATH || w.path == deployment_path)
+        .map(|w| (w.path.rsplit('/').nth(1).unwrap_or_default().to_string(), w.code))
+        .collect();
+    let as_ref: Vec<(&str, u16)> = codes.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    assert_eq!(
+        as_ref,
+        [
+            ("clusterrolebindings", 500),
+            ("clusterrolebindings", 500),
+            ("clusterrolebindings", 201),
+            ("deployments", 500),
+            ("deployments", 500),
+            ("deployments", 500),
+            ("deployments", 201),
+        ]
+    );
+    c.stop().await;
+}
