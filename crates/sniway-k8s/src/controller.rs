@@ -13,6 +13,10 @@ use tokio::time::Instant;
 
 use crate::kinds::{self, Kind};
 use crate::lease::{Leadership, LeaseOptions};
+use crate::provision::ProvisionOptions;
+use crate::provisioner::{
+    ProvisionReport, Provisioner, dataplane_status, managed_selector, provision_loop, statuses_of,
+};
 use crate::snapshot::{SnapshotOptions, compile_snapshot};
 use crate::status::{STATUS_KINDS, StatusWriter, WriteReport};
 use crate::store::{Change, ObjectKey, Store};
@@ -38,6 +42,16 @@ pub struct ControllerOptions {
     pub retry_failed_writes: Duration,
     /// Every status pass's report is sent here (for observing the controller, e.g. in tests).
     pub reports: Option<mpsc::UnboundedSender<WriteReport>>,
+    /// Provision a data plane per Gateway served, while leader (the same Lease as status), and
+    /// make statuses follow the data planes (addresses from their Services, `Programmed` from
+    /// their Deployments). `None`: no provisioning (`--serve` mode, or a data plane), and the
+    /// compile's own `Programmed` and addresses stand.
+    pub provision: Option<ProvisionOptions>,
+    /// After a failed provisioning pass, the next attempt comes after a backoff doubling up to
+    /// this.
+    pub retry_failed_provisioning: Duration,
+    /// Every provisioning pass's report is sent here (for observing the controller).
+    pub provision_reports: Option<mpsc::UnboundedSender<ProvisionReport>>,
 }
 
 impl Default for ControllerOptions {
@@ -51,6 +65,9 @@ impl Default for ControllerOptions {
             lease: None,
             retry_failed_writes: Duration::from_secs(5),
             reports: None,
+            provision: None,
+            retry_failed_provisioning: Duration::from_secs(30),
+            provision_reports: None,
         }
     }
 }
@@ -76,8 +93,15 @@ pub async fn run<F>(
 {
     let (mut watches, mut events) = Watches::start(client.clone(), &opts.kinds);
     let mut store = Store::new(&opts.kinds);
+    let mut view_kinds = STATUS_KINDS.to_vec();
+    if opts.provision.is_some() {
+        // The provisioned Deployments' availability feeds status only.
+        watches.watch_labelled(&kinds::DEPLOYMENT, &managed_selector());
+        store.observe(kinds::DEPLOYMENT);
+        view_kinds.extend([kinds::SERVICE, kinds::DEPLOYMENT]);
+    }
 
-    let leadership = if opts.write_status {
+    let leadership = if opts.write_status || opts.provision.is_some() {
         opts.lease.clone().map(|l| Leadership::start(client.clone(), l))
     } else {
         None
@@ -87,11 +111,22 @@ pub async fn run<F>(
     let (status_tx, status_rx) = watch::channel::<Option<StatusInput>>(None);
     let writer = opts.write_status.then(|| {
         tokio::spawn(write_loop(
-            StatusWriter::new(client),
+            StatusWriter::new(client.clone()),
             status_rx,
-            is_leader,
+            is_leader.clone(),
             opts.reports.clone(),
             opts.retry_failed_writes,
+        ))
+    });
+    let (provision_tx, provision_rx) = watch::channel::<Option<Arc<Compiled>>>(None);
+    let provisioner = opts.provision.clone().map(|p| {
+        tokio::spawn(provision_loop(
+            Provisioner::new(client, p),
+            provision_rx,
+            is_leader,
+            opts.provision_reports.clone(),
+            Duration::from_millis(200).min(opts.retry_failed_provisioning),
+            opts.retry_failed_provisioning,
         ))
     });
 
@@ -130,18 +165,35 @@ pub async fn run<F>(
                         tracing::debug!(warning = %w, "compile");
                     }
                     sink(&mut compiled);
-                    last = Some(Arc::new(compiled));
+                    let compiled = Arc::new(compiled);
+                    if provisioner.is_some() {
+                        provision_tx.send_replace(Some(compiled.clone()));
+                    }
+                    last = Some(compiled);
                 }
                 if let Some(compiled) = &last {
-                    let objects = Arc::new(store.view(STATUS_KINDS));
-                    status_tx.send_replace(Some(StatusInput { compiled: compiled.clone(), objects }));
+                    let objects = store.view(&view_kinds);
+                    let compiled = match &opts.provision {
+                        Some(p) => {
+                            let mut amended = statuses_of(compiled);
+                            dataplane_status(&mut amended, &objects, p);
+                            Arc::new(amended)
+                        }
+                        None => compiled.clone(),
+                    };
+                    let objects = Arc::new(objects);
+                    status_tx.send_replace(Some(StatusInput { compiled, objects }));
                 }
             }
         }
     }
     drop(status_tx);
+    drop(provision_tx);
     if let Some(writer) = writer {
         let _ = writer.await;
+    }
+    if let Some(p) = provisioner {
+        let _ = p.await;
     }
     if let Some(l) = leadership {
         l.release().await;

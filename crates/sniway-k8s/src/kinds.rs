@@ -62,6 +62,8 @@ pub const LISTENER_SET: Kind =
     kind(GATEWAY_GROUP, "v1", "ListenerSet", "listenersets", true, READ, STATUS);
 /// `TLSRoute`, read as v1: the API server converts objects created as v1alpha2 or v1alpha3.
 pub const TLS_ROUTE: Kind = kind(GATEWAY_GROUP, "v1", "TLSRoute", "tlsroutes", true, READ, STATUS);
+/// `HTTPRoute`: never served, only counted in the `attachedRoutes` of HTTP and HTTPS listeners.
+pub const HTTP_ROUTE: Kind = kind(GATEWAY_GROUP, "v1", "HTTPRoute", "httproutes", true, READ, &[]);
 /// `ReferenceGrant`.
 pub const REFERENCE_GRANT: Kind =
     kind(GATEWAY_GROUP, "v1", "ReferenceGrant", "referencegrants", true, READ, &[]);
@@ -108,6 +110,7 @@ pub const WATCHED: &[Kind] = &[
     GATEWAY,
     LISTENER_SET,
     TLS_ROUTE,
+    HTTP_ROUTE,
     REFERENCE_GRANT,
     SERVICE,
     ENDPOINT_SLICE,
@@ -121,6 +124,7 @@ pub const ALL: &[Kind] = &[
     GATEWAY,
     LISTENER_SET,
     TLS_ROUTE,
+    HTTP_ROUTE,
     REFERENCE_GRANT,
     SERVICE,
     ENDPOINT_SLICE,

@@ -5,9 +5,15 @@
 //! ```text
 //! watchers (watch) ──events──> Store (store) ──debounced──> compile_snapshot (snapshot)
 //!   one per kind, one per          raw JSON, a re-list           │
-//!   referenced Secret              swapped in whole              ├──> sink(Arc<Compiled>)  (the data plane)
-//!                                                                └──> StatusWriter (status), while leader (lease)
+//!   referenced Secret, the         swapped in whole              ├──> sink(&mut Compiled)   (the data plane)
+//!   provisioned Deployments                                      ├──> Provisioner (provisioner), while leader (lease)
+//!                                                                └──> StatusWriter (status), while leader,
+//!                                                                     after dataplane_status (provisioner)
 //! ```
+//!
+//! The status writer and the provisioner are tasks of their own, each fed the latest input by
+//! a `watch` channel: one never waits for the other. A change of a provisioned Deployment or a
+//! Service's status re-runs only the status pass, not the compile.
 //!
 //! [`controller::run`] ties them together; every piece is usable on its own and tested
 //! against `sniway_testkit::apiserver`, a simulated API server reached through a real
@@ -18,6 +24,7 @@ pub mod controller;
 pub mod kinds;
 pub mod lease;
 pub mod provision;
+pub mod provisioner;
 pub mod snapshot;
 pub mod status;
 pub mod store;

@@ -72,6 +72,8 @@ struct StreamState {
     objects: BTreeMap<(String, String), Value>,
     building: Option<BTreeMap<(String, String), Value>>,
     listed: bool,
+    /// Observed only (see [`Store::observe`]): never compiled, changes count as status.
+    observed: bool,
 }
 
 /// The raw objects of every stream.
@@ -142,6 +144,17 @@ impl Store {
         s
     }
 
+    /// Expects a stream of `kind` whose objects are observed, not compiled (the provisioned
+    /// Deployments, whose availability only feeds status): they are left out of
+    /// [`Store::objects`] but in [`Store::view`], and their changes are at most
+    /// [`Change::Status`].
+    pub fn observe(&mut self, kind: Kind) {
+        self.streams.insert(
+            StreamId::Kind(kind.kind),
+            StreamState { kind: Some(kind), observed: true, ..Default::default() },
+        );
+    }
+
     /// Expects the stream of one Secret (its objects count once it has listed).
     pub fn add_secret(&mut self, namespace: &str, name: &str, watcher: u64) {
         self.streams
@@ -168,6 +181,12 @@ impl Store {
 
     /// Applies one watcher event to its stream.
     pub fn apply(&mut self, id: &StreamId, event: Event<DynamicObject>) -> Change {
+        let observed = self.streams.get(id).is_some_and(|s| s.observed);
+        let change = self.apply_inner(id, event);
+        if observed && change == Change::Spec { Change::Status } else { change }
+    }
+
+    fn apply_inner(&mut self, id: &StreamId, event: Event<DynamicObject>) -> Change {
         let Some(st) = self.streams.get_mut(id) else { return Change::None };
         let Some(kind) = st.kind else { return Change::None };
         match event {
@@ -211,9 +230,14 @@ impl Store {
         self.streams.values().all(|s| s.listed)
     }
 
-    /// Every stored object, stream by stream.
+    /// Every stored object that a compile reads (observed streams left out), stream by stream.
     pub fn objects(&self) -> impl Iterator<Item = (ObjectKey, &Value)> {
-        self.streams.values().filter_map(|s| s.kind.map(|k| (k, s))).flat_map(|(k, s)| {
+        self.all_objects(false)
+    }
+
+    fn all_objects(&self, observed: bool) -> impl Iterator<Item = (ObjectKey, &Value)> {
+        let streams = self.streams.values().filter(move |s| observed || !s.observed);
+        streams.filter_map(|s| s.kind.map(|k| (k, s))).flat_map(|(k, s)| {
             s.objects.iter().map(move |((ns, name), v)| {
                 (ObjectKey { kind: k.kind, namespace: ns.clone(), name: name.clone() }, v)
             })
@@ -222,7 +246,7 @@ impl Store {
 
     /// The stored objects of the given kinds, keyed.
     pub fn view(&self, kinds: &[Kind]) -> BTreeMap<ObjectKey, Value> {
-        self.objects()
+        self.all_objects(true)
             .filter(|(k, _)| kinds.iter().any(|kind| kind.kind == k.kind))
             .map(|(k, v)| (k, v.clone()))
             .collect()
@@ -322,6 +346,29 @@ mod tests {
         assert_eq!(store.apply(&id, Event::Apply(with_status)), Change::Status);
         assert_eq!(store.apply(&id, Event::Apply(svc("x", "2"))), Change::Spec);
         assert_eq!(store.apply(&id, Event::Delete(svc("x", "2"))), Change::Spec);
+    }
+
+    #[test]
+    fn observed_objects_are_viewed_not_compiled_and_change_only_status() {
+        let id = StreamId::Kind("Deployment");
+        let mut store = Store::new(&[kinds::SERVICE]);
+        store.observe(kinds::DEPLOYMENT);
+        let svc_id = StreamId::Kind("Service");
+        store.apply(&svc_id, Event::Init);
+        store.apply(&svc_id, Event::InitDone);
+        assert!(!store.ready(), "waits for the observed stream's list too");
+        store.apply(&id, Event::Init);
+        assert_eq!(store.apply(&id, Event::InitDone), Change::Status);
+        assert!(store.ready());
+        let dep: DynamicObject = serde_json::from_value(json!({
+            "metadata": {"name": "d", "namespace": "a"}, "spec": {"replicas": 1},
+        }))
+        .unwrap();
+        assert_eq!(store.apply(&id, Event::Apply(dep)), Change::Status);
+        assert_eq!(store.objects().count(), 0);
+        let view = store.view(&[kinds::DEPLOYMENT]);
+        assert_eq!(view.keys().map(|k| k.path()).collect::<Vec<_>>(), ["a/d"]);
+        assert_eq!(view.values().next().unwrap()["kind"], "Deployment");
     }
 
     #[test]

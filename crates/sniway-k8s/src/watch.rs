@@ -101,6 +101,16 @@ impl Watches {
         (Watches { client, tx, kinds: handles, secrets: BTreeMap::new(), started: 0 }, rx)
     }
 
+    /// Starts one more cluster-wide watcher, of the objects of `kind` that match the label
+    /// `selector` (e.g. the Deployments sniway provisioned); its events carry
+    /// `StreamId::Kind(kind.kind)`.
+    pub fn watch_labelled(&mut self, kind: &Kind, selector: &str) {
+        let api = Api::<DynamicObject>::all_with(self.client.clone(), &api_resource(kind));
+        let config = watcher::Config::default().labels(selector);
+        let id = StreamId::Kind(kind.kind);
+        self.kinds.push(spawn_stream(id, api, config, self.tx.clone()));
+    }
+
     /// Starts a watcher (field selector `metadata.name=NAME` in its namespace) for every Secret
     /// listeners now reference and stops those no longer referenced.
     pub fn sync_secrets(&mut self, store: &mut Store) -> Change {

@@ -565,3 +565,36 @@ async fn a_kind_the_api_server_does_not_serve_counts_as_empty() {
     );
     c.stop().await;
 }
+
+#[tokio::test]
+async fn an_httproute_counts_in_an_http_listeners_attached_routes() {
+    let server = ApiServer::start().await.unwrap();
+    server.apply(class("sniway", "sniway.io/gateway-controller"));
+    for ns in ["infra", "apps"] {
+        server.apply(namespace(ns));
+    }
+    server.apply(json!({
+        "apiVersion": GW, "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "infra"},
+        "spec": {"gatewayClassName": "sniway", "listeners": [{
+            "name": "http", "protocol": "HTTP", "port": 8080,
+            "allowedRoutes": {"namespaces": {"from": "All"}},
+        }]},
+    }));
+    server.apply(json!({
+        "apiVersion": GW, "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": "apps"},
+        "spec": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
+                 "rules": [{"backendRefs": [{"name": "api", "port": 80}]}]},
+    }));
+    let mut c = Running::start(&server, ControllerOptions::default()).await;
+    let gw = server
+        .wait_for_object(GW, "Gateway", Some("infra"), "gw", |g| {
+            g["status"]["listeners"][0]["attachedRoutes"] == 1
+        })
+        .await;
+    assert!(gw.is_some(), "{:#?}", server.get(GW, "Gateway", Some("infra"), "gw"));
+    assert!(server.open_watches("httproutes").len() == 1);
+    c.quiet_pass(2).await;
+    c.stop().await;
+}
