@@ -180,6 +180,10 @@ pub struct ControllerArgs {
     /// Replicas of each provisioned data plane (0: leave them to a HorizontalPodAutoscaler).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub dataplane_replicas: u32,
+    /// An extra flag for every provisioned `sniway dataplane` (repeatable), e.g.
+    /// `--dataplane-arg=--idle-timeout=10m`.
+    #[arg(long = "dataplane-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub dataplane_args: Vec<String>,
     #[command(flatten)]
     pub run: ServeArgs,
 }

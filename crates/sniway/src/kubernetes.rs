@@ -16,6 +16,7 @@ use kube_client::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use sniway_compile::Compiled;
 use sniway_compile::status::GatewayStatusAddress;
+use sniway_k8s::provision::ProvisionOptions;
 use sniway_k8s::{ControllerOptions, LeaseOptions, SnapshotOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -228,10 +229,21 @@ async fn run_controller(args: ControllerArgs) -> Result<ExitCode> {
     let identity = args.identity.clone().unwrap_or_else(sniway_k8s::lease::default_identity);
     let mut lease = LeaseOptions::new(args.lease_namespace.clone(), args.lease_name.clone());
     lease.identity = identity;
+    // Without --serve, every Gateway of the class gets a data plane of its own.
+    let provision = (!args.serve).then(|| ProvisionOptions {
+        image: args.dataplane_image.clone(),
+        service_type: args.service_type,
+        replicas: (args.dataplane_replicas > 0)
+            .then(|| i32::try_from(args.dataplane_replicas).unwrap_or(i32::MAX)),
+        dataplane_args: args.dataplane_args.clone(),
+        drain_timeout: args.run.drain_timeout,
+        ..ProvisionOptions::default()
+    });
     let opts = ControllerOptions {
         snapshot: SnapshotOptions { default_bind: args.bind_address, gateway: None },
         write_status: true,
         lease: Some(lease),
+        provision,
         ..ControllerOptions::default()
     };
     let (live, advertised) = if args.serve {

@@ -222,3 +222,96 @@ async fn a_data_plane_serves_its_gateway_only_and_writes_nothing() {
     let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(20)));
     assert!(status.success(), "{status:?}\n{}", gw.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_provisions_a_data_plane_and_programmed_waits_for_its_replicas() {
+    let server = ApiServer::start().await.unwrap();
+    let web = name_backend("web").await;
+    kubectl_apply(
+        &server,
+        &[
+            CLASS,
+            &passthrough_gateway("gw", 8443),
+            &route("web", "gw", &["web.example.com"], &[("web", 1)]),
+            &service("web", 443, web),
+        ]
+        .concat(),
+    );
+    let kubeconfig = server.kubeconfig().display().to_string();
+    let mut ctl = start(
+        [
+            "controller",
+            "--kubeconfig",
+            &kubeconfig,
+            "--admin-address",
+            "127.0.0.1:0",
+            "--lease-namespace",
+            "default",
+            "--dataplane-image",
+            "registry.example.com/sniway:test",
+            "--service-type",
+            "ClusterIP",
+            "--dataplane-arg=--idle-timeout=10m",
+        ]
+        .map(String::from)
+        .to_vec(),
+        8443,
+    )
+    .await;
+    let ready = tokio::task::block_in_place(|| ctl.wait_event("ready"));
+    assert_eq!(ready["ready"]["sockets"], serde_json::json!([]), "the controller binds nothing");
+
+    // The data plane: a Deployment running `sniway dataplane` for this Gateway, and a Service
+    // whose port is the listener's.
+    let deployment = server
+        .wait_for_object("apps/v1", "Deployment", Some("default"), "gw-sniway", |_| true)
+        .await
+        .expect("a Deployment for the Gateway");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "registry.example.com/sniway:test");
+    let args: Vec<&str> =
+        container["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(args.windows(2).any(|w| w == ["--gateway", "default/gw"]), "{args:?}");
+    assert!(args.contains(&"--idle-timeout=10m"), "{args:?}");
+    assert_eq!(deployment["metadata"]["ownerReferences"][0]["kind"], "Gateway");
+    let svc = server
+        .wait_for_object("v1", "Service", Some("default"), "gw-sniway", |_| true)
+        .await
+        .expect("a Service for the Gateway");
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8443);
+    assert_eq!(svc["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"], "gw");
+
+    // No kubelet has started a pod: Programmed says so.
+    let pending = server
+        .wait_for_object(GW, "Gateway", Some("default"), "gw", |o| {
+            condition(&o["status"]["conditions"], "Programmed")
+                .is_some_and(|c| c["status"] == "False")
+        })
+        .await
+        .expect("Gateway not programmed while no replica is available");
+    assert_eq!(
+        condition(&pending["status"]["conditions"], "Programmed").unwrap()["reason"],
+        "Pending"
+    );
+
+    // kube-controller-manager's part: a replica becomes available, the Service gets its IP.
+    let mut d = server.get("apps/v1", "Deployment", Some("default"), "gw-sniway").unwrap();
+    d["status"] = serde_json::json!({"replicas": 1, "availableReplicas": 1, "readyReplicas": 1});
+    server.apply(d);
+    let mut s = server.get("v1", "Service", Some("default"), "gw-sniway").unwrap();
+    s["spec"]["clusterIP"] = "10.96.0.10".into();
+    s["spec"]["clusterIPs"] = serde_json::json!(["10.96.0.10"]);
+    server.apply(s);
+    let programmed = server
+        .wait_for_object(GW, "Gateway", Some("default"), "gw", |o| {
+            is_true(&o["status"]["conditions"], "Programmed")
+        })
+        .await
+        .expect("Gateway programmed once its data plane is available");
+    assert_eq!(programmed["status"]["addresses"][0]["value"], "10.96.0.10");
+
+    ctl.signal("TERM");
+    let status = tokio::task::block_in_place(|| ctl.wait_exit(Duration::from_secs(20)));
+    assert!(status.success(), "{status:?}\n{}", ctl.log());
+}
