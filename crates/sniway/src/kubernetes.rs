@@ -180,6 +180,21 @@ fn advertise(compiled: &mut Compiled, advertise: IpAddr) {
     }
 }
 
+/// The Gateway API feature a provisioning controller adds to what compile claims: the
+/// Gateway's `spec.infrastructure` labels and annotations are carried to every object it
+/// provisions.
+pub const INFRASTRUCTURE_FEATURE: &str = "GatewayInfrastructurePropagation";
+
+/// Adds `feature` to the supported features of every GatewayClass of ours, in name order.
+fn claim_feature(compiled: &mut Compiled, feature: &str) {
+    for st in compiled.gateway_classes.iter_mut().filter_map(|c| c.status.as_mut()) {
+        let features = &mut st.supported_features;
+        if let Err(at) = features.binary_search_by(|f| f.name.as_str().cmp(feature)) {
+            features.insert(at, sniway_compile::status::SupportedFeature { name: feature.into() });
+        }
+    }
+}
+
 /// Runs `sniway_k8s::run` until the first SIGTERM or SIGINT, then drains what this process
 /// serves.
 async fn serve_cluster(
@@ -195,9 +210,13 @@ async fn serve_cluster(
     let admin = Admin::start(run, state.clone())?;
     let admin_addr = Arc::new(Mutex::new(admin.local));
     let sink_state = state.clone();
+    let provisioning = opts.provision.is_some();
     let sink = move |compiled: &mut Compiled| {
         if let Some(ip) = advertised {
             advertise(compiled, ip);
+        }
+        if provisioning {
+            claim_feature(compiled, INFRASTRUCTURE_FEATURE);
         }
         sink_state.take(compiled, &admin_addr);
     };

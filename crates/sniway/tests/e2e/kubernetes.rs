@@ -123,6 +123,10 @@ async fn the_controller_serves_what_the_cluster_holds_and_writes_its_status() {
     {
         assert!(features.contains(&f), "{f} missing from {features:?}");
     }
+    assert!(
+        !features.contains(&"GatewayInfrastructurePropagation"),
+        "--serve provisions nothing to carry infrastructure to: {features:?}"
+    );
     let gateway = server
         .wait_for_object(GW, "Gateway", Some("default"), "gw", |o| {
             is_true(&o["status"]["conditions"], "Programmed")
@@ -281,6 +285,22 @@ async fn the_controller_provisions_a_data_plane_and_programmed_waits_for_its_rep
     assert_eq!(svc["spec"]["type"], "ClusterIP");
     assert_eq!(svc["spec"]["ports"][0]["port"], 8443);
     assert_eq!(svc["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"], "gw");
+
+    // Provisioning carries spec.infrastructure to the objects it makes, and says so.
+    let class = server
+        .wait_for_object(GW, "GatewayClass", None, "sniway", |o| {
+            is_true(&o["status"]["conditions"], "Accepted")
+        })
+        .await
+        .expect("GatewayClass accepted");
+    let features: Vec<&str> = class["status"]["supportedFeatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(features.contains(&"GatewayInfrastructurePropagation"), "{features:?}");
+    assert!(features.is_sorted(), "{features:?}");
 
     // No kubelet has started a pod: Programmed says so.
     let pending = server

@@ -312,6 +312,20 @@ impl Gateway {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once it satisfies `pred`: standard error is read by its own thread, so a line
+    /// logged before the ready line may reach the test after it. Panics after 10 s.
+    pub fn log_when(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if pred(&log) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "the log never showed what was expected:\n{log}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Reads the log later without borrowing the gateway (for failure messages of tasks and
     /// helpers that run while the gateway is waited on).
     pub fn log_reader(&self) -> impl Fn() -> String + Send + Sync + 'static {
