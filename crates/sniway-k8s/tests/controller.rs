@@ -1,17 +1,19 @@
 //! The controller against the simulated API server, through a real kube Client: watching,
 //! compiling, status writes (exact, from the server's write log), leader election, recovery.
 
+mod common;
+
+use common::*;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sniway_compile::{Compiled, table_summary};
 use sniway_k8s::controller::{ControllerOptions, run};
-use sniway_k8s::lease::LeaseOptions;
 use sniway_k8s::status::{FIELD_MANAGER, WriteReport};
 use sniway_testkit::apiserver::{ApiServer, WAIT_LIMIT, Write};
 use tokio::sync::{mpsc, oneshot};
 
-const GW: &str = "gateway.networking.k8s.io/v1";
 const LEASE: &str = "coordination.k8s.io/v1";
 const CLASS_STATUS: &str = "/apis/gateway.networking.k8s.io/v1/gatewayclasses/sniway/status";
 const GW_STATUS: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/infra/gateways/gw/status";
@@ -21,18 +23,6 @@ const EC_CERT: &str = include_str!("../../sniway-compile/tests/testdata/certs/ec
 const EC_KEY: &str = include_str!("../../sniway-compile/tests/testdata/certs/ec256-pkcs8.key");
 const RSA_CERT: &str = include_str!("../../sniway-compile/tests/testdata/certs/rsa-pkcs8.crt");
 const RSA_KEY: &str = include_str!("../../sniway-compile/tests/testdata/certs/rsa-pkcs8.key");
-
-fn class(name: &str, controller: &str) -> Value {
-    json!({
-        "apiVersion": GW, "kind": "GatewayClass",
-        "metadata": {"name": name},
-        "spec": {"controllerName": controller},
-    })
-}
-
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-}
 
 fn gateway(name: &str, class: &str) -> Value {
     json!({
@@ -179,10 +169,6 @@ fn status_writes(writes: &[Write]) -> Vec<(String, String)> {
 
 fn summary_has(summary: &Value, needle: &str) -> bool {
     summary.to_string().contains(needle)
-}
-
-fn condition<'a>(conds: &'a Value, type_: &str) -> &'a Value {
-    conds.as_array().and_then(|a| a.iter().find(|c| c["type"] == type_)).unwrap_or(&Value::Null)
 }
 
 fn route_parent(server: &ApiServer, controller: &str) -> Value {
@@ -435,17 +421,6 @@ async fn watches_recover_from_500s_ended_streams_and_expired_resource_versions()
     let lists: Vec<u16> = on_path.iter().filter(|(w, _)| !w).map(|(_, c)| *c).collect();
     assert_eq!(lists, [200, 200], "{on_path:?}");
     c.stop().await;
-}
-
-fn lease_opts(identity: &str) -> LeaseOptions {
-    LeaseOptions {
-        name: "sniway-leader".into(),
-        namespace: "infra".into(),
-        identity: identity.into(),
-        lease_duration: Duration::from_secs(2),
-        renew_deadline: Duration::from_secs(1),
-        retry_period: Duration::from_millis(100),
-    }
 }
 
 #[tokio::test]

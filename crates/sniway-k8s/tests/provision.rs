@@ -3,34 +3,24 @@
 //! kubelet: the tests play their parts (a Service's cluster IP and load balancer ingress, a
 //! Deployment's available replicas).
 
+mod common;
+
+use common::*;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sniway_compile::Compiled;
 use sniway_k8s::controller::{ControllerOptions, run};
-use sniway_k8s::lease::LeaseOptions;
 use sniway_k8s::provision::{self, ProvisionOptions};
 use sniway_k8s::provisioner::ProvisionReport;
 use sniway_k8s::snapshot::SnapshotOptions;
 use sniway_testkit::apiserver::{ApiServer, WAIT_LIMIT};
 use tokio::sync::{mpsc, oneshot};
 
-const GW: &str = "gateway.networking.k8s.io/v1";
 const RBAC: &str = "rbac.authorization.k8s.io/v1";
 const BINDING_PATH: &str =
     "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/sniway-dataplane";
-
-fn class(name: &str, controller: &str) -> Value {
-    json!({
-        "apiVersion": GW, "kind": "GatewayClass",
-        "metadata": {"name": name},
-        "spec": {"controllerName": controller},
-    })
-}
-
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-}
 
 fn listener(name: &str, port: u16) -> Value {
     json!({
@@ -124,10 +114,6 @@ const PROVISIONED: [(&str, &str); 4] = [
     ("v1", "Service"),
     ("policy/v1", "PodDisruptionBudget"),
 ];
-
-fn condition<'a>(conds: &'a Value, type_: &str) -> &'a Value {
-    conds.as_array().and_then(|a| a.iter().find(|c| c["type"] == type_)).unwrap_or(&Value::Null)
-}
 
 fn programmed(gw: &Value) -> (Value, Value) {
     let c = condition(&gw["status"]["conditions"], "Programmed");
@@ -399,17 +385,6 @@ async fn a_gateway_with_a_253_character_name_gets_its_data_plane() {
     set_service(&server, &object, "10.96.0.6", None);
     gateway_where(&server, &name, |g| programmed(g).0 == "True").await;
     c.stop().await;
-}
-
-fn lease_opts(identity: &str) -> LeaseOptions {
-    LeaseOptions {
-        name: "sniway-leader".into(),
-        namespace: "infra".into(),
-        identity: identity.into(),
-        lease_duration: Duration::from_secs(2),
-        renew_deadline: Duration::from_secs(1),
-        retry_period: Duration::from_millis(100),
-    }
 }
 
 #[tokio::test]
