@@ -15,7 +15,8 @@ use crate::kinds::{self, Kind};
 use crate::lease::{Leadership, LeaseOptions};
 use crate::provision::ProvisionOptions;
 use crate::provisioner::{
-    ProvisionReport, Provisioner, dataplane_status, managed_selector, provision_loop, statuses_of,
+    ProvisionInput, ProvisionReport, Provisioner, dataplane_status, managed_selector,
+    missing_dataplanes, provision_loop, statuses_of,
 };
 use crate::snapshot::{SnapshotOptions, compile_snapshot};
 use crate::status::{STATUS_KINDS, StatusWriter, WriteReport};
@@ -118,7 +119,7 @@ pub async fn run<F>(
             opts.retry_failed_writes,
         ))
     });
-    let (provision_tx, provision_rx) = watch::channel::<Option<Arc<Compiled>>>(None);
+    let (provision_tx, provision_rx) = watch::channel::<Option<ProvisionInput>>(None);
     let provisioner = opts.provision.clone().map(|p| {
         tokio::spawn(provision_loop(
             Provisioner::new(client, p),
@@ -165,14 +166,16 @@ pub async fn run<F>(
                         tracing::debug!(warning = %w, "compile");
                     }
                     sink(&mut compiled);
-                    let compiled = Arc::new(compiled);
-                    if provisioner.is_some() {
-                        provision_tx.send_replace(Some(compiled.clone()));
-                    }
-                    last = Some(compiled);
+                    last = Some(Arc::new(compiled));
                 }
                 if let Some(compiled) = &last {
                     let objects = store.view(&view_kinds);
+                    if provisioner.is_some() {
+                        // Every pass, not only after a compile: a data plane deleted by hand
+                        // is applied again.
+                        let missing = Arc::new(missing_dataplanes(compiled, &objects));
+                        provision_tx.send_replace(Some((compiled.clone(), missing)));
+                    }
                     let compiled = match &opts.provision {
                         Some(p) => {
                             let mut amended = statuses_of(compiled);

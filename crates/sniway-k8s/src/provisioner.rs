@@ -127,6 +127,36 @@ fn demote_listeners(listeners: &mut [ListenerStatus], reason: &str, message: &st
     }
 }
 
+/// The served Gateways (`namespace/name`) whose provisioned Deployment or Service is not in
+/// `objects` (the store's view) under their control: deleted or taken over by hand, or not yet
+/// seen. The provisioner applies those again even when their desired objects did not change.
+pub fn missing_dataplanes(
+    compiled: &Compiled,
+    objects: &BTreeMap<ObjectKey, Value>,
+) -> BTreeSet<String> {
+    let mut missing = BTreeSet::new();
+    for s in served(compiled) {
+        let gw = s.gateway;
+        let (Some(ns), Some(gw_name)) =
+            (text(gw, "/metadata/namespace"), text(gw, "/metadata/name"))
+        else {
+            continue;
+        };
+        let uid = text(gw, "/metadata/uid").unwrap_or_default();
+        let name = provision::object_name(gw_name);
+        let key =
+            |kind: &'static str| ObjectKey { kind, namespace: ns.to_string(), name: name.clone() };
+        let service: Option<Service> =
+            owned(objects, key(kinds::SERVICE.kind), uid, |s: &Service| &s.metadata);
+        let deployment: Option<Deployment> =
+            owned(objects, key(kinds::DEPLOYMENT.kind), uid, |d: &Deployment| &d.metadata);
+        if service.is_none() || deployment.is_none() {
+            missing.insert(s.key.clone());
+        }
+    }
+    missing
+}
+
 /// Makes the statuses of `compiled` follow the data planes, for every Gateway it serves, from
 /// the provisioned objects in `objects` (the store's view, with Services and Deployments):
 ///
@@ -292,7 +322,11 @@ impl Provisioner {
     /// ServiceAccount), then each Gateway's objects whose desired state changed since they were
     /// last applied (a Gateway whose ServiceAccount is not bound yet waits), then the prune of
     /// the objects of Gateways no longer served.
-    pub async fn pass(&mut self, compiled: &Compiled) -> ProvisionReport {
+    pub async fn pass(
+        &mut self,
+        compiled: &Compiled,
+        missing: &BTreeSet<String>,
+    ) -> ProvisionReport {
         let mut report = ProvisionReport::default();
         let served = served(compiled);
         let mut live = BTreeSet::new();
@@ -331,7 +365,7 @@ impl Provisioner {
         }
 
         for (key, p, h) in &desired {
-            if self.applied.get(key) == Some(h) {
+            if self.applied.get(key) == Some(h) && !missing.contains(key) {
                 continue;
             }
             if !self.bound.as_ref().is_some_and(|b| b.contains(&p.service_account_ref())) {
@@ -372,9 +406,12 @@ impl Provisioner {
 
 /// Runs provisioning passes while leader, on every new compile, and again after a failure
 /// (backoff from `retry_min` doubling up to `retry_max`), until `input` closes.
+/// A compile and the Gateways whose data plane is missing from the store.
+pub(crate) type ProvisionInput = (Arc<Compiled>, Arc<BTreeSet<String>>);
+
 pub(crate) async fn provision_loop(
     mut provisioner: Provisioner,
-    mut input: watch::Receiver<Option<Arc<Compiled>>>,
+    mut input: watch::Receiver<Option<ProvisionInput>>,
     mut leader: watch::Receiver<bool>,
     reports: Option<mpsc::UnboundedSender<ProvisionReport>>,
     retry_min: Duration,
@@ -390,8 +427,8 @@ pub(crate) async fn provision_loop(
                 provisioner.forget();
             }
             let latest = input.borrow_and_update().clone();
-            if let Some(compiled) = latest {
-                let report = provisioner.pass(&compiled).await;
+            if let Some((compiled, missing)) = latest {
+                let report = provisioner.pass(&compiled, &missing).await;
                 failed = !report.failed.is_empty();
                 if let Some(r) = &reports {
                     let _ = r.send(report);

@@ -475,3 +475,25 @@ async fn failures_are_retried_and_never_hold_up_status() {
     );
     c.stop().await;
 }
+
+#[tokio::test]
+async fn a_data_plane_deleted_by_hand_is_applied_again() {
+    let server = ApiServer::start().await.unwrap();
+    seed(&server);
+    let mut c = Running::start(&server, Running::provisioning()).await;
+    c.report_where(|r| !r.applied.is_empty()).await;
+    server
+        .wait_for_object("apps/v1", "Deployment", Some("infra"), "gw-sniway", |_| true)
+        .await
+        .expect("provisioned");
+
+    // Someone deletes the Deployment; the Gateway did not change, the controller restores it.
+    assert!(server.remove("apps/v1", "Deployment", Some("infra"), "gw-sniway"));
+    let report = c.report_where(|r| r.applied.iter().any(|k| k == "infra/gw")).await;
+    assert_eq!(report.failed, Vec::<String>::new());
+    server
+        .wait_for_object("apps/v1", "Deployment", Some("infra"), "gw-sniway", |_| true)
+        .await
+        .expect("the Deployment applied again");
+    c.stop().await;
+}
