@@ -77,6 +77,10 @@ pub struct CompileOptions {
     /// Gateway `Programmed=False/AddressNotUsable` (a controller passes the addresses its
     /// load balancer can take).
     pub usable_addresses: Option<BTreeSet<IpAddr>>,
+    /// The Gateways' `spec.addresses` belong to something in front of this data plane (the
+    /// Service a controller provisioned carries them): every listener binds `default_bind`, and
+    /// the addresses are still checked for status.
+    pub addresses_elsewhere: bool,
     /// RFC 3339 time stamped as every condition's `lastTransitionTime`.
     pub now: String,
 }
@@ -88,6 +92,7 @@ impl Default for CompileOptions {
             default_bind: IpAddr::from([0, 0, 0, 0]),
             mode: Mode::default(),
             usable_addresses: None,
+            addresses_elsewhere: false,
             now: "1970-01-01T00:00:00Z".into(),
         }
     }
@@ -212,7 +217,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
     let mut states: Vec<GatewayState<'_>> = all_gateways
         .iter()
         .filter(|g| serves(g))
-        .map(|g| GatewayState::new(g, opts.default_bind, opts.usable_addresses.as_ref(), &certs))
+        .map(|g| GatewayState::new(g, opts, &certs))
         .collect();
     let by_key: BTreeMap<(&str, &str), usize> = states
         .iter()

@@ -256,10 +256,10 @@ impl<'r> GatewayState<'r> {
     /// is `Accepted=False/InvalidParameters` (conformance GatewayInvalidParametersRef).
     pub(crate) fn new(
         obj: &'r Object<GatewaySpec>,
-        default_bind: IpAddr,
-        usable: Option<&BTreeSet<IpAddr>>,
+        opts: &crate::CompileOptions,
         certs: &Certificates<'_>,
     ) -> Self {
+        let usable = opts.usable_addresses.as_ref();
         let mut bind = Vec::new();
         let mut address_problem = None;
         let mut address_unusable = Vec::new();
@@ -281,8 +281,11 @@ impl<'r> GatewayState<'r> {
                 }
             }
         }
+        if opts.addresses_elsewhere {
+            bind.clear();
+        }
         if bind.is_empty() {
-            bind.push(default_bind);
+            bind.push(opts.default_bind);
         }
         let address_unusable = (!address_unusable.is_empty()).then(|| {
             format!(

@@ -259,7 +259,12 @@ async fn run_controller(args: ControllerArgs) -> Result<ExitCode> {
         ..ProvisionOptions::default()
     });
     let opts = ControllerOptions {
-        snapshot: SnapshotOptions { default_bind: args.bind_address, gateway: None },
+        snapshot: SnapshotOptions {
+            default_bind: args.bind_address,
+            gateway: None,
+            // With --serve the Gateways' addresses are bound here.
+            local_addresses: args.serve,
+        },
         write_status: true,
         lease: Some(lease),
         provision,
@@ -290,6 +295,7 @@ async fn run_dataplane(args: DataplaneArgs) -> Result<ExitCode> {
         snapshot: SnapshotOptions {
             default_bind: args.bind_address,
             gateway: Some((namespace.clone(), name.clone())),
+            local_addresses: false,
         },
         write_status: false,
         lease: None,

@@ -36,6 +36,14 @@ spec:
   controllerName: sniway.io/gateway-controller
 "#;
 
+/// `gateway` (one of `passthrough_gateway`'s) with `spec.addresses: [ip]`.
+fn with_address(gateway: &str, ip: &str) -> String {
+    gateway.replace(
+        "spec:\n  gatewayClassName",
+        &format!("spec:\n  addresses:\n  - type: IPAddress\n    value: {ip}\n  gatewayClassName"),
+    )
+}
+
 fn condition<'a>(conditions: &'a Value, ty: &str) -> Option<&'a Value> {
     conditions.as_array()?.iter().find(|c| c["type"] == ty)
 }
@@ -77,6 +85,7 @@ async fn the_controller_serves_what_the_cluster_holds_and_writes_its_status() {
             &passthrough_gateway("gw", port),
             &route("web", "gw", &["web.example.com"], &[("web", 1)]),
             &service("web", 443, web),
+            &with_address(&passthrough_gateway("static", free_port()), "192.0.2.10"),
         ]
         .concat(),
     );
@@ -136,6 +145,19 @@ async fn the_controller_serves_what_the_cluster_holds_and_writes_its_status() {
     assert!(is_true(&gateway["status"]["conditions"], "Accepted"));
     assert_eq!(gateway["status"]["addresses"][0]["value"], "127.0.0.1");
     assert_eq!(gateway["status"]["listeners"][0]["attachedRoutes"], 1);
+    // --serve binds a Gateway's spec.addresses here: one no interface holds is not usable.
+    let unusable = server
+        .wait_for_object(GW, "Gateway", Some("default"), "static", |o| {
+            condition(&o["status"]["conditions"], "Programmed")
+                .is_some_and(|c| c["status"] == "False")
+        })
+        .await
+        .expect("the static-address Gateway's status");
+    assert_eq!(
+        condition(&unusable["status"]["conditions"], "Programmed").unwrap()["reason"],
+        "AddressNotUsable"
+    );
+
     let web_route = server
         .wait_for_object(GW, "TLSRoute", Some("default"), "web", |o| {
             o["status"]["parents"]
@@ -182,7 +204,9 @@ async fn a_data_plane_serves_its_gateway_only_and_writes_nothing() {
         &server,
         &[
             CLASS,
-            &passthrough_gateway("gw", port),
+            // The address is the provisioned Service's, never this host's: the data plane binds
+            // --bind-address all the same.
+            &with_address(&passthrough_gateway("gw", port), "192.0.2.10"),
             &route("web", "gw", &["web.example.com"], &[("web", 1)]),
             &service("web", 443, web),
             &passthrough_gateway("other", other_port),
