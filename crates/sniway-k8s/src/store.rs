@@ -256,9 +256,39 @@ impl Store {
     /// Gateway and ListenerSet, kind `Secret` in the core group (the defaults), namespace
     /// defaulting to the referrer's.
     pub fn secret_refs(&self) -> BTreeSet<(String, String)> {
+        // Only Gateways of a class of ours, and ListenerSets attached to one: another
+        // controller's Secrets are none of our business.
+        let text = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let classes: BTreeSet<String> = self
+            .objects()
+            .filter(|(k, o)| {
+                k.kind == kinds::GATEWAY_CLASS.kind
+                    && text(o, "/spec/controllerName").as_deref()
+                        == Some(sniway_compile::CONTROLLER_NAME)
+            })
+            .map(|(k, _)| k.name)
+            .collect();
+        let gateways: BTreeSet<(String, String)> = self
+            .objects()
+            .filter(|(k, o)| {
+                k.kind == kinds::GATEWAY.kind
+                    && text(o, "/spec/gatewayClassName").is_some_and(|c| classes.contains(&c))
+            })
+            .map(|(k, _)| (k.namespace, k.name))
+            .collect();
+        let ours = |key: &ObjectKey, obj: &Value| {
+            if key.kind == kinds::GATEWAY.kind {
+                return gateways.contains(&(key.namespace.clone(), key.name.clone()));
+            }
+            let parent_ns =
+                text(obj, "/spec/parentRef/namespace").unwrap_or_else(|| key.namespace.clone());
+            key.kind == kinds::LISTENER_SET.kind
+                && text(obj, "/spec/parentRef/name")
+                    .is_some_and(|n| gateways.contains(&(parent_ns, n)))
+        };
         let mut out = BTreeSet::new();
         for (key, obj) in self.objects() {
-            if key.kind != kinds::GATEWAY.kind && key.kind != kinds::LISTENER_SET.kind {
+            if !ours(&key, obj) {
                 continue;
             }
             let listeners = obj.pointer("/spec/listeners").and_then(Value::as_array);
@@ -389,21 +419,45 @@ mod tests {
     }
 
     #[test]
-    fn listeners_reference_secrets_in_their_own_namespace_by_default() {
-        let id = StreamId::Kind("Gateway");
-        let mut store = Store::new(&[kinds::GATEWAY]);
-        let gw: DynamicObject = serde_json::from_value(json!({
-            "metadata": {"name": "g", "namespace": "infra"},
-            "spec": {"listeners": [
-                {"tls": {"certificateRefs": [{"name": "a"}, {"name": "b", "namespace": "certs"},
-                                             {"name": "c", "group": "example.com", "kind": "Vault"}]}},
-                {"name": "no-tls"},
-            ]},
-        }))
-        .unwrap();
-        store.apply(&id, Event::Init);
-        store.apply(&id, Event::InitApply(gw));
-        store.apply(&id, Event::InitDone);
+    fn listeners_of_our_gateways_reference_secrets_in_their_own_namespace_by_default() {
+        let mut store = Store::new(&[kinds::GATEWAY_CLASS, kinds::GATEWAY]);
+        let list = |store: &mut Store, kind: &'static str, objects: Vec<Value>| {
+            let id = StreamId::Kind(kind);
+            store.apply(&id, Event::Init);
+            for o in objects {
+                store.apply(&id, Event::InitApply(serde_json::from_value(o).unwrap()));
+            }
+            store.apply(&id, Event::InitDone);
+        };
+        let class = |name: &str, controller: &str| json!({"metadata": {"name": name}, "spec": {"controllerName": controller}});
+        list(
+            &mut store,
+            "GatewayClass",
+            vec![
+                class("ours", sniway_compile::CONTROLLER_NAME),
+                class("theirs", "example.com/other"),
+            ],
+        );
+        list(
+            &mut store,
+            "Gateway",
+            vec![
+                json!({
+                    "metadata": {"name": "g", "namespace": "infra"},
+                    "spec": {"gatewayClassName": "ours", "listeners": [
+                        {"tls": {"certificateRefs": [{"name": "a"}, {"name": "b", "namespace": "certs"},
+                                                     {"name": "c", "group": "example.com", "kind": "Vault"}]}},
+                        {"name": "no-tls"},
+                    ]},
+                }),
+                json!({
+                    "metadata": {"name": "other", "namespace": "infra"},
+                    "spec": {"gatewayClassName": "theirs", "listeners": [
+                        {"tls": {"certificateRefs": [{"name": "not-ours"}]}},
+                    ]},
+                }),
+            ],
+        );
         let refs: Vec<(String, String)> = store.secret_refs().into_iter().collect();
         assert_eq!(
             refs,
