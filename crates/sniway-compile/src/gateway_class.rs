@@ -17,11 +17,6 @@ use crate::status::{GatewayClassStatus, ObjectStatus, SupportedFeature};
 /// passes [`crate::CompileOptions::usable_addresses`] and reports assigned addresses with
 /// [`crate::Compiled::set_gateway_addresses`]. `GatewayInfrastructurePropagation` is not
 /// claimed: propagating labels to created resources is a controller's work.
-///
-/// `GatewayStaticAddresses` and `GatewayAddressEmpty` need the caller's part too: a controller
-/// passes [`crate::CompileOptions::usable_addresses`] and reports assigned addresses with
-/// [`crate::Compiled::set_gateway_addresses`]. `GatewayInfrastructurePropagation` is not
-/// claimed: propagating labels to created resources is a controller's work.
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
     "GatewayAddressEmpty",

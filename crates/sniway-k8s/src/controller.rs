@@ -1,7 +1,7 @@
 //! The controller loop: watch -> store -> (debounced) compile -> hand the result to the caller
 //! -> write status while leader.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,6 +132,7 @@ pub async fn run<F>(
     });
 
     let mut last: Option<Arc<Compiled>> = None;
+    let mut warned: BTreeSet<String> = BTreeSet::new();
     // (first change, last change) of the pending batch, and whether it needs a compile.
     let mut pending: Option<(Instant, Instant)> = None;
     let mut needs_compile = false;
@@ -162,9 +163,12 @@ pub async fn run<F>(
                 if needs_compile || last.is_none() {
                     needs_compile = false;
                     let mut compiled = compile_snapshot(&store, &opts.snapshot);
-                    for w in &compiled.warnings {
-                        tracing::debug!(warning = %w, "compile");
+                    // Each warning once, when it first appears, not at every compile.
+                    let now: BTreeSet<String> = compiled.warnings.iter().cloned().collect();
+                    for w in now.difference(&warned) {
+                        tracing::warn!("{w}");
                     }
+                    warned = now;
                     sink(&mut compiled);
                     last = Some(Arc::new(compiled));
                 }

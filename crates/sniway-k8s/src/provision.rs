@@ -15,7 +15,7 @@
 //! The data plane pods read the Gateway API objects, Services, EndpointSlices, Namespaces,
 //! ListenerPolicies and Secrets of every namespace: one cluster-scoped ClusterRoleBinding,
 //! [`DATAPLANE_BINDING`], binds the read-only ClusterRole [`DATAPLANE_ROLE`] (shipped in
-//! `deploy/rbac.yaml`) to every provisioned ServiceAccount ([`dataplane_binding`],
+//! `deploy/dataplane-rbac.yaml`) to every provisioned ServiceAccount ([`dataplane_binding`],
 //! [`apply_dataplane_binding`]). A cluster-scoped object cannot be owned by a namespaced
 //! Gateway, so the controller keeps its subjects to the live data planes itself.
 
@@ -63,7 +63,7 @@ pub const CONTAINER: &str = "dataplane";
 /// Name of the admin port on the data plane container.
 pub const ADMIN_PORT_NAME: &str = "admin";
 
-/// The ClusterRole (`deploy/rbac.yaml`) granting a data plane its reads: get, list and watch on
+/// The ClusterRole (`deploy/dataplane-rbac.yaml`) granting a data plane its reads: get, list and watch on
 /// every kind of `kinds::WATCHED` and on `kinds::SECRET`.
 pub const DATAPLANE_ROLE: &str = "sniway-dataplane";
 /// The ClusterRoleBinding of [`DATAPLANE_ROLE`] to every provisioned ServiceAccount, the only
@@ -175,7 +175,7 @@ pub struct Provisioned {
     pub deployment: Deployment,
     /// The address the Gateway is reached at.
     pub service: Service,
-    /// Keeps voluntary evictions to one pod at a time.
+    /// Limits voluntary evictions: one pod at a time, or all but one with several replicas.
     pub pod_disruption_budget: PodDisruptionBudget,
 }
 

@@ -162,8 +162,8 @@ pub struct ControllerArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "sniway-controller", value_name = "NAME")]
     pub lease_name: String,
-    /// This replica's identity in the Lease (default: the pod's name, else host name and
-    /// process id).
+    /// This replica's identity in the Lease (default: `$POD_NAME`, else `$HOSTNAME`, else
+    /// `sniway-` and the process id).
     #[arg(long, env = "POD_NAME", value_name = "ID")]
     pub identity: Option<String>,
     /// Image of the provisioned data planes.
