@@ -359,3 +359,96 @@ async fn the_controller_provisions_a_data_plane_and_programmed_waits_for_its_rep
     let status = tokio::task::block_in_place(|| ctl.wait_exit(Duration::from_secs(20)));
     assert!(status.success(), "{status:?}\n{}", ctl.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fsm_guides_gateway_and_route_are_served_from_the_cluster() {
+    // The guide's objects as an API server with the experimental CRDs serves them: its v1alpha2
+    // route (no hostnames, attached by port) read back as v1; its class `fsm` created with
+    // sniway's controller name. The backend is an external host (a dotted name matching no
+    // Service), here a loopback address instead of httpbin.org.
+    let server = ApiServer::start().await.unwrap();
+    let tls = Tls::new();
+    let backend = name_backend("httpbin").await;
+    let port = free_port();
+    kubectl_apply(
+        &server,
+        &format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: fsm
+spec:
+  controllerName: sniway.io/gateway-controller
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: simple-fsm-gateway
+  namespace: httpbin
+spec:
+  gatewayClassName: fsm
+  listeners:
+  - protocol: TLS
+    port: {port}
+    name: foo
+    tls:
+      mode: Passthrough
+    allowedRoutes:
+      namespaces:
+        from: Same
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata:
+  name: tcp-route
+  namespace: httpbin
+spec:
+  parentRefs:
+  - name: simple-fsm-gateway
+    port: {port}
+  rules:
+  - backendRefs:
+    - name: {ip}
+      port: {backend_port}
+"#,
+            ip = backend.ip(),
+            backend_port = backend.port()
+        ),
+    );
+    let kubeconfig = server.kubeconfig().display().to_string();
+    let mut gw = start(
+        [
+            "controller",
+            "--serve",
+            "--kubeconfig",
+            &kubeconfig,
+            "--bind-address",
+            "127.0.0.1",
+            "--admin-address",
+            "127.0.0.1:0",
+            "--lease-namespace",
+            "default",
+        ]
+        .map(String::from)
+        .to_vec(),
+        port,
+    )
+    .await;
+    // No hostnames: every SNI the listener allows.
+    assert_eq!(reach(&gw, &tls, "httpbin.org").await, "httpbin");
+    assert_eq!(reach(&gw, &tls, "anything.example").await, "httpbin");
+    let route = server
+        .wait_for_object(GW, "TLSRoute", Some("httpbin"), "tcp-route", |o| {
+            o["status"]["parents"].as_array().is_some_and(|p| !p.is_empty())
+        })
+        .await
+        .expect("route status");
+    let parent = &route["status"]["parents"][0];
+    assert!(is_true(&parent["conditions"], "Accepted"), "{parent}");
+    assert!(is_true(&parent["conditions"], "ResolvedRefs"), "{parent}");
+    assert_eq!(parent["parentRef"]["port"], port);
+    gw.signal("TERM");
+    let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(20)));
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+}
