@@ -127,6 +127,29 @@ fn demote_listeners(listeners: &mut [ListenerStatus], reason: &str, message: &st
     }
 }
 
+/// A served Gateway's provisioned objects, as the store sees them.
+struct DataPlane<'a> {
+    ns: &'a str,
+    /// The provisioned objects' name.
+    name: String,
+    /// Its Service, when the Gateway controls it.
+    service: Option<Service>,
+    /// Its Deployment, when the Gateway controls it.
+    deployment: Option<Deployment>,
+}
+
+/// The data plane of Gateway `gw` in `objects`; `None` for a Gateway without namespace or name.
+fn data_plane<'a>(gw: &'a Value, objects: &BTreeMap<ObjectKey, Value>) -> Option<DataPlane<'a>> {
+    let ns = text(gw, "/metadata/namespace")?;
+    let name = provision::object_name(text(gw, "/metadata/name")?);
+    let uid = text(gw, "/metadata/uid").unwrap_or_default();
+    let key =
+        |kind: &'static str| ObjectKey { kind, namespace: ns.to_string(), name: name.clone() };
+    let service = owned(objects, key(kinds::SERVICE.kind), uid, |s: &Service| &s.metadata);
+    let deployment = owned(objects, key(kinds::DEPLOYMENT.kind), uid, |d: &Deployment| &d.metadata);
+    Some(DataPlane { ns, name, service, deployment })
+}
+
 /// The served Gateways (`namespace/name`) whose provisioned Deployment or Service is not in
 /// `objects` (the store's view) under their control: deleted or taken over by hand, or not yet
 /// seen. The provisioner applies those again even when their desired objects did not change.
@@ -137,19 +160,9 @@ pub fn missing_dataplanes(
     let mut missing = BTreeSet::new();
     for s in served(compiled) {
         let gw = s.gateway;
-        let (Some(ns), Some(gw_name)) =
-            (text(gw, "/metadata/namespace"), text(gw, "/metadata/name"))
-        else {
+        let Some(DataPlane { service, deployment, .. }) = data_plane(gw, objects) else {
             continue;
         };
-        let uid = text(gw, "/metadata/uid").unwrap_or_default();
-        let name = provision::object_name(gw_name);
-        let key =
-            |kind: &'static str| ObjectKey { kind, namespace: ns.to_string(), name: name.clone() };
-        let service: Option<Service> =
-            owned(objects, key(kinds::SERVICE.kind), uid, |s: &Service| &s.metadata);
-        let deployment: Option<Deployment> =
-            owned(objects, key(kinds::DEPLOYMENT.kind), uid, |d: &Deployment| &d.metadata);
         if service.is_none() || deployment.is_none() {
             missing.insert(s.key.clone());
         }
@@ -187,19 +200,9 @@ pub fn dataplane_status(
     let mut verdicts = Vec::new();
     for s in served(compiled) {
         let gw = s.gateway;
-        let (Some(ns), Some(gw_name)) =
-            (text(gw, "/metadata/namespace"), text(gw, "/metadata/name"))
-        else {
+        let Some(DataPlane { ns, name, service, deployment }) = data_plane(gw, objects) else {
             continue;
         };
-        let uid = text(gw, "/metadata/uid").unwrap_or_default();
-        let name = provision::object_name(gw_name);
-        let key =
-            |kind: &'static str| ObjectKey { kind, namespace: ns.to_string(), name: name.clone() };
-        let service: Option<Service> =
-            owned(objects, key(kinds::SERVICE.kind), uid, |s: &Service| &s.metadata);
-        let deployment: Option<Deployment> =
-            owned(objects, key(kinds::DEPLOYMENT.kind), uid, |d: &Deployment| &d.metadata);
         let addresses: Vec<GatewayStatusAddress> = service
             .as_ref()
             .map(provision::addresses)

@@ -62,6 +62,28 @@ async fn reach(gw: &Gateway, tls: &Tls, sni: &str) -> String {
     String::from_utf8(got).unwrap()
 }
 
+/// `sniway controller --serve` on 127.0.0.1 against `server`, its Lease in `default`, plus
+/// `extra`.
+fn serve_args(server: &ApiServer, extra: &[&str]) -> Vec<String> {
+    let kubeconfig = server.kubeconfig().display().to_string();
+    [
+        "controller",
+        "--serve",
+        "--kubeconfig",
+        &kubeconfig,
+        "--bind-address",
+        "127.0.0.1",
+        "--admin-address",
+        "127.0.0.1:0",
+        "--lease-namespace",
+        "default",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect()
+}
+
 async fn start(args: Vec<String>, port: u16) -> Gateway {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -89,27 +111,7 @@ async fn the_controller_serves_what_the_cluster_holds_and_writes_its_status() {
         ]
         .concat(),
     );
-    let kubeconfig = server.kubeconfig().display().to_string();
-    let mut gw = start(
-        [
-            "controller",
-            "--serve",
-            "--kubeconfig",
-            &kubeconfig,
-            "--bind-address",
-            "127.0.0.1",
-            "--admin-address",
-            "127.0.0.1:0",
-            "--lease-namespace",
-            "default",
-            "--identity",
-            "e2e-controller",
-        ]
-        .map(String::from)
-        .to_vec(),
-        port,
-    )
-    .await;
+    let mut gw = start(serve_args(&server, &["--identity", "e2e-controller"]), port).await;
 
     assert_eq!(reach(&gw, &tls, "web.example.com").await, "web");
     assert_eq!(reach(&gw, &tls, "api.example.com").await, "", "no route yet");
@@ -416,25 +418,7 @@ spec:
             backend_port = backend.port()
         ),
     );
-    let kubeconfig = server.kubeconfig().display().to_string();
-    let mut gw = start(
-        [
-            "controller",
-            "--serve",
-            "--kubeconfig",
-            &kubeconfig,
-            "--bind-address",
-            "127.0.0.1",
-            "--admin-address",
-            "127.0.0.1:0",
-            "--lease-namespace",
-            "default",
-        ]
-        .map(String::from)
-        .to_vec(),
-        port,
-    )
-    .await;
+    let mut gw = start(serve_args(&server, &[]), port).await;
     // No hostnames: every SNI the listener allows.
     assert_eq!(reach(&gw, &tls, "httpbin.org").await, "httpbin");
     assert_eq!(reach(&gw, &tls, "anything.example").await, "httpbin");
