@@ -1,6 +1,6 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, as client-go's `leaderelection` does
-//! it: acquire the Lease when it is absent, released (no holder) or expired (`renewTime +
-//! leaseDurationSeconds` passed), renew it periodically, and write it with the read
+//! it: acquire the Lease when it is absent, released (no holder) or expired (its record
+//! unchanged for `leaseDurationSeconds` by this candidate's own clock), renew it periodically, and write it with the read
 //! `resourceVersion` so that of two candidates only one wins (the other gets 409 Conflict).
 //! A leader that cannot renew within the renew deadline steps down; on shutdown it releases
 //! the Lease (clears the holder) so another replica takes over at once.
@@ -99,63 +99,45 @@ fn micro_time(t: SystemTime) -> String {
     format!("{}.{micros:06}Z", s.trim_end_matches('Z'))
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-pub fn parse_time(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    if b.len() < 20
-        || b.get(4) != Some(&b'-')
-        || b.get(10).map(u8::to_ascii_uppercase) != Some(b'T')
-    {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut i = 19;
-    let mut nanos = 0u32;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        let frac = s.get(start..i)?;
-        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-        nanos = digits.parse().ok()?;
-    }
-    let offset = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 => {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60)
-        }
-        _ => return None,
-    };
-    // Howard Hinnant's days-from-civil algorithm.
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    let secs = u64::try_from(secs).ok()?;
-    Some(UNIX_EPOCH + Duration::new(secs, nanos))
-}
-
 fn spec_str<'a>(lease: &'a DynamicObject, field: &str) -> Option<&'a str> {
     lease.data.get("spec").and_then(|s| s.get(field)).and_then(Value::as_str)
 }
 
-/// The holder's claim has lapsed: `renewTime + leaseDurationSeconds` is past.
-fn expired(lease: &DynamicObject, now: SystemTime) -> bool {
-    let spec = lease.data.get("spec");
-    let duration = spec.and_then(|s| s.get("leaseDurationSeconds")).and_then(Value::as_u64);
-    let renewed = spec_str(lease, "renewTime").and_then(parse_time);
-    match (renewed, duration) {
-        (Some(r), Some(d)) => r + Duration::from_secs(d) < now,
-        _ => true,
+/// The Lease record as this candidate last saw it change, and when, by its own monotonic
+/// clock. As client-go's leader election does, a holder's claim lapses when its record has not
+/// changed for `leaseDurationSeconds` as measured here: comparing the holder's `renewTime` with
+/// this node's wall clock would let clock skew between nodes make two leaders.
+#[derive(Debug, Default)]
+struct Observed {
+    record: Option<(String, tokio::time::Instant)>,
+}
+
+impl Observed {
+    /// Whether the holder's claim in `lease` has lapsed at `now`. A record seen for the first
+    /// time, or changed since, starts a new lease duration.
+    fn lapsed(&mut self, lease: &DynamicObject, now: tokio::time::Instant) -> bool {
+        let spec = lease.data.get("spec");
+        let field = |f: &str| spec.and_then(|s| s.get(f)).map(Value::to_string).unwrap_or_default();
+        let record = format!(
+            "{}|{}|{}",
+            field("holderIdentity"),
+            field("renewTime"),
+            field("leaseDurationSeconds")
+        );
+        let Some(duration) =
+            spec.and_then(|s| s.get("leaseDurationSeconds")).and_then(Value::as_u64)
+        else {
+            return true;
+        };
+        match &self.record {
+            Some((seen, at)) if *seen == record => {
+                now.saturating_duration_since(*at) >= Duration::from_secs(duration)
+            }
+            _ => {
+                self.record = Some((record, now));
+                false
+            }
+        }
     }
 }
 
@@ -166,7 +148,11 @@ enum Attempt {
     Failed,
 }
 
-async fn try_acquire_or_renew(api: &Api<DynamicObject>, opts: &LeaseOptions) -> Attempt {
+async fn try_acquire_or_renew(
+    api: &Api<DynamicObject>,
+    opts: &LeaseOptions,
+    observed: &mut Observed,
+) -> Attempt {
     let now = SystemTime::now();
     let stamp = micro_time(now);
     let duration = opts.lease_duration.as_secs().max(1);
@@ -208,7 +194,7 @@ async fn try_acquire_or_renew(api: &Api<DynamicObject>, opts: &LeaseOptions) -> 
     if holder == opts.identity {
         spec["renewTime"] = json!(stamp);
         spec["leaseDurationSeconds"] = json!(duration);
-    } else if holder.is_empty() || expired(&lease, now) {
+    } else if holder.is_empty() || observed.lapsed(&lease, tokio::time::Instant::now()) {
         let transitions = spec.get("leaseTransitions").and_then(Value::as_i64).unwrap_or(0);
         spec["holderIdentity"] = json!(opts.identity);
         spec["leaseDurationSeconds"] = json!(duration);
@@ -260,8 +246,9 @@ async fn campaign(
         &api_resource(&kinds::LEASE),
     );
     let mut last_renew: Option<tokio::time::Instant> = None;
+    let mut observed = Observed::default();
     loop {
-        let leading = match try_acquire_or_renew(&api, &opts).await {
+        let leading = match try_acquire_or_renew(&api, &opts, &mut observed).await {
             Attempt::Leading => {
                 last_renew = Some(tokio::time::Instant::now());
                 true
@@ -295,28 +282,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn micro_times_parse_back_to_the_same_instant() {
-        let t = UNIX_EPOCH + Duration::new(1_796_000_000, 123_456_000);
-        let s = micro_time(t);
-        assert_eq!(s, "2026-11-30T00:53:20.123456Z");
-        assert_eq!(parse_time(&s), Some(t));
+    fn micro_times_have_six_fraction_digits_as_kubernetes_writes_them() {
+        let t = UNIX_EPOCH + Duration::new(1_796_000_000, 123_456_789);
+        assert_eq!(micro_time(t), "2026-11-30T00:53:20.123456Z");
         assert_eq!(
-            parse_time("2026-11-30T01:53:20+01:00"),
-            Some(UNIX_EPOCH + Duration::from_secs(1_796_000_000))
+            micro_time(UNIX_EPOCH + Duration::from_secs(1_796_000_000)),
+            "2026-11-30T00:53:20.000000Z"
         );
-        assert_eq!(parse_time("yesterday"), None);
     }
 
     #[test]
-    fn a_lease_without_renewal_or_past_its_duration_is_expired() {
-        let lease = |renew: &str| -> DynamicObject {
+    fn a_claim_lapses_after_its_duration_unchanged_on_this_clock_whatever_its_renew_time() {
+        let lease = |holder: &str, renew: &str| -> DynamicObject {
             serde_json::from_value(json!({"metadata": {"name": "l"},
-                "spec": {"renewTime": renew, "leaseDurationSeconds": 10}}))
+                "spec": {"holderIdentity": holder, "renewTime": renew, "leaseDurationSeconds": 10}}))
             .unwrap()
         };
-        let now = UNIX_EPOCH + Duration::from_secs(1_796_000_000);
-        assert!(!expired(&lease("2026-11-30T00:53:15.000000Z"), now));
-        assert!(expired(&lease("2026-11-30T00:53:05.000000Z"), now));
-        assert!(expired(&lease("garbage"), now));
+        let t0 = tokio::time::Instant::now();
+        let mut seen = Observed::default();
+        // A renewTime far in the past (a holder whose clock is behind) is not lapsed on sight.
+        let old = lease("a", "2000-01-01T00:00:00.000000Z");
+        assert!(!seen.lapsed(&old, t0));
+        assert!(!seen.lapsed(&old, t0 + Duration::from_secs(9)));
+        assert!(seen.lapsed(&old, t0 + Duration::from_secs(10)));
+        // A renewal starts the duration again.
+        let renewed = lease("a", "2000-01-01T00:00:05.000000Z");
+        assert!(!seen.lapsed(&renewed, t0 + Duration::from_secs(11)));
+        assert!(!seen.lapsed(&renewed, t0 + Duration::from_secs(20)));
+        assert!(seen.lapsed(&renewed, t0 + Duration::from_secs(21)));
+        // No duration: nothing to wait for.
+        let mut fresh = Observed::default();
+        let no_duration: DynamicObject = serde_json::from_value(
+            json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "a"}}),
+        )
+        .unwrap();
+        assert!(fresh.lapsed(&no_duration, t0));
     }
 }
