@@ -43,6 +43,9 @@ pub struct ControllerOptions {
     pub retry_failed_writes: Duration,
     /// Every status pass's report is sent here (for observing the controller, e.g. in tests).
     pub reports: Option<mpsc::UnboundedSender<WriteReport>>,
+    /// The statuses of every status pass, as they are written (with the provisioned data
+    /// planes' `Programmed` and addresses), for a live status view.
+    pub statuses: Option<watch::Sender<Option<Arc<Compiled>>>>,
     /// Provision a data plane per Gateway served, while leader (the same Lease as status), and
     /// make statuses follow the data planes (addresses from their Services, `Programmed` from
     /// their Deployments). `None`: no provisioning (`--serve` mode, or a data plane), and the
@@ -66,6 +69,7 @@ impl Default for ControllerOptions {
             lease: None,
             retry_failed_writes: Duration::from_secs(5),
             reports: None,
+            statuses: None,
             provision: None,
             retry_failed_provisioning: Duration::from_secs(30),
             provision_reports: None,
@@ -188,6 +192,9 @@ pub async fn run<F>(
                         }
                         None => compiled.clone(),
                     };
+                    if let Some(view) = &opts.statuses {
+                        view.send_replace(Some(compiled.clone()));
+                    }
                     let objects = Arc::new(objects);
                     status_tx.send_replace(Some(StatusInput { compiled, objects }));
                 }

@@ -68,18 +68,21 @@ struct KubeState {
     stopping: AtomicBool,
     /// Compiles so far.
     compiles: AtomicU64,
-    /// Without a data plane: the last compile's status list.
-    status: Mutex<Value>,
+    /// The statuses as last written (or to be written), from the controller's status passes.
+    statuses: tokio::sync::watch::Receiver<Option<Arc<Compiled>>>,
 }
 
 impl KubeState {
-    fn new(live: Option<Arc<Live>>) -> Arc<Self> {
+    fn new(
+        live: Option<Arc<Live>>,
+        statuses: tokio::sync::watch::Receiver<Option<Arc<Compiled>>>,
+    ) -> Arc<Self> {
         Arc::new(KubeState {
             live,
             synced: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             compiles: AtomicU64::new(0),
-            status: Mutex::new(Value::Null),
+            statuses,
         })
     }
 
@@ -89,9 +92,7 @@ impl KubeState {
         let sockets = match &self.live {
             Some(live) => live.install_in_place(compiled),
             None => {
-                let list = compiled.status_list();
-                crate::run::report_conditions(&list);
-                *self.status.lock().unwrap_or_else(|p| p.into_inner()) = list;
+                crate::run::report_conditions(&compiled.status_list());
                 Vec::new()
             }
         };
@@ -141,7 +142,7 @@ impl AdminState for KubeState {
     fn status(&self) -> Value {
         match &self.live {
             Some(live) => live.status(),
-            None => self.status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            None => self.statuses.borrow().as_ref().map_or(Value::Null, |c| c.status_list()),
         }
     }
 }
@@ -199,14 +200,16 @@ fn claim_feature(compiled: &mut Compiled, feature: &str) {
 /// serves.
 async fn serve_cluster(
     client: kube_client::Client,
-    opts: ControllerOptions,
+    mut opts: ControllerOptions,
     live: Option<Arc<Live>>,
     run: &ServeArgs,
     advertised: Option<IpAddr>,
 ) -> Result<ExitCode> {
     let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
-    let state = KubeState::new(live.clone());
+    let (statuses, statuses_rx) = tokio::sync::watch::channel(None);
+    opts.statuses = Some(statuses);
+    let state = KubeState::new(live.clone(), statuses_rx);
     let admin = Admin::start(run, state.clone())?;
     let admin_addr = Arc::new(Mutex::new(admin.local));
     let sink_state = state.clone();

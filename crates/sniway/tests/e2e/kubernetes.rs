@@ -340,6 +340,20 @@ async fn the_controller_provisions_a_data_plane_and_programmed_waits_for_its_rep
         condition(&pending["status"]["conditions"], "Programmed").unwrap()["reason"],
         "Pending"
     );
+    // The controller's own /status shows what it writes, data plane verdict included.
+    let (code, body) = ctl.get("/status");
+    assert_eq!(code, 200);
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let shown = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "Gateway" && i["metadata"]["name"] == "gw")
+        .expect("the Gateway in /status");
+    assert_eq!(
+        condition(&shown["status"]["conditions"], "Programmed").unwrap()["reason"],
+        "Pending"
+    );
 
     // kube-controller-manager's part: a replica becomes available, the Service gets its IP.
     let mut d = server.get("apps/v1", "Deployment", Some("default"), "gw-sniway").unwrap();
