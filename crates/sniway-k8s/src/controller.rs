@@ -96,7 +96,8 @@ pub async fn run<F>(
 ) where
     F: FnMut(&mut Compiled),
 {
-    let (mut watches, mut events) = Watches::start(client.clone(), &opts.kinds);
+    let (mut watches, mut events) =
+        Watches::start(client.clone(), &opts.kinds, opts.snapshot.gateway.as_ref());
     let mut store = Store::new(&opts.kinds);
     let mut view_kinds = STATUS_KINDS.to_vec();
     if opts.provision.is_some() {

@@ -85,17 +85,29 @@ impl Drop for Watches {
 }
 
 impl Watches {
-    /// Starts one cluster-wide watcher per kind; events arrive on the returned receiver.
+    /// Starts one cluster-wide watcher per kind; events arrive on the returned receiver. With
+    /// `gateway` (a data plane serving one Gateway), Gateways are watched by that name in that
+    /// namespace only, so neither the other Gateways nor their Secrets are read.
     pub fn start(
         client: kube_client::Client,
         kinds: &[Kind],
+        gateway: Option<&(String, String)>,
     ) -> (Watches, mpsc::UnboundedReceiver<StreamEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let handles = kinds
             .iter()
             .map(|k| {
-                let api = Api::<DynamicObject>::all_with(client.clone(), &api_resource(k));
-                spawn_stream(StreamId::Kind(k.kind), api, watcher::Config::default(), tx.clone())
+                let (api, config) = match gateway {
+                    Some((ns, name)) if k.kind == kinds::GATEWAY.kind => (
+                        Api::<DynamicObject>::namespaced_with(client.clone(), ns, &api_resource(k)),
+                        watcher::Config::default().fields(&format!("metadata.name={name}")),
+                    ),
+                    _ => (
+                        Api::<DynamicObject>::all_with(client.clone(), &api_resource(k)),
+                        watcher::Config::default(),
+                    ),
+                };
+                spawn_stream(StreamId::Kind(k.kind), api, config, tx.clone())
             })
             .collect();
         (Watches { client, tx, kinds: handles, secrets: BTreeMap::new(), started: 0 }, rx)

@@ -247,6 +247,14 @@ async fn a_data_plane_serves_its_gateway_only_and_writes_nothing() {
     let (code, _) = gw.get("/readyz");
     assert_eq!(code, 200);
     assert!(server.writes().is_empty(), "a data plane wrote: {:?}", server.writes());
+    // It reads its own Gateway only: by name, in its namespace.
+    let gateway_reads: Vec<_> =
+        server.requests().into_iter().filter(|r| r.path.ends_with("/gateways")).collect();
+    assert!(!gateway_reads.is_empty());
+    for r in &gateway_reads {
+        assert_eq!(r.path, "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways");
+        assert!(r.query.contains("fieldSelector=metadata.name%3Dgw"), "{}", r.query);
+    }
 
     gw.signal("TERM");
     let status = tokio::task::block_in_place(|| gw.wait_exit(Duration::from_secs(20)));
