@@ -30,6 +30,19 @@ pub fn managed_selector() -> String {
 
 /// `Programmed=False` reason of a Gateway whose data plane has no address yet.
 pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
+/// Gateway `Programmed=False`: a requested address was not given to the data plane.
+pub const ADDRESS_NOT_USABLE: &str = "AddressNotUsable";
+
+/// The values of a Gateway's `spec.addresses` of type IPAddress (the default type).
+fn requested_ips(gw: &Value) -> Vec<&str> {
+    gw.pointer("/spec/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|a| a.get("type").and_then(Value::as_str).unwrap_or("IPAddress") == "IPAddress")
+        .filter_map(|a| a.get("value").and_then(Value::as_str))
+        .collect()
+}
 
 /// One Gateway the compile serves, as provisioning sees it.
 #[derive(Clone, Debug)]
@@ -237,7 +250,23 @@ pub fn dataplane_status(
                         format!("the data plane Service {ns}/{name} has no address yet"),
                     ))
                 }
-                Some(_) => {}
+                Some(_) => {
+                    // Requested IP addresses the Service was not given (a load balancer that
+                    // did not grant them) are not served (GatewayStaticAddresses).
+                    let given: BTreeSet<&str> =
+                        v.addresses.iter().map(|a| a.value.as_str()).collect();
+                    let refused: Vec<&str> =
+                        requested_ips(gw).into_iter().filter(|ip| !given.contains(ip)).collect();
+                    if !refused.is_empty() {
+                        v.gateway_only = Some((
+                            ADDRESS_NOT_USABLE,
+                            format!(
+                                "address {} was not given to the data plane Service {ns}/{name}",
+                                refused.join(", ")
+                            ),
+                        ))
+                    }
+                }
             }
         }
         verdicts.push(v);
@@ -617,6 +646,40 @@ mod tests {
         assert!(st.addresses.is_empty());
         assert_eq!(programmed(&st.conditions), ("False".into(), ADDRESS_NOT_ASSIGNED.into()));
         assert_eq!(programmed(&st.listeners[0].conditions).0, "True");
+    }
+
+    #[test]
+    fn a_requested_address_the_service_was_not_given_is_not_usable() {
+        let mut gw = gateway("gw", "sniway");
+        gw["spec"]["addresses"] = json!([{"type": "IPAddress", "value": "203.0.113.7"},
+                                         {"value": "203.0.113.8"}]);
+        let base = compiled(&[class(), gw]);
+        let opts = ProvisionOptions::default();
+        let with_ingress = |ips: &[&str]| {
+            let ingress: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+            json!({"loadBalancer": {"ingress": ingress}})
+        };
+        // The load balancer granted one of two.
+        let mut c = statuses_of(&base);
+        let lb = with_ingress(&["203.0.113.7"]);
+        dataplane_status(
+            &mut c,
+            &view(Some(deployment("uid-gw", Some(1))), Some(service("uid-gw", lb))),
+            &opts,
+        );
+        let st = gw_status(&c);
+        assert_eq!(programmed(&st.conditions), ("False".into(), ADDRESS_NOT_USABLE.into()));
+        let msg = st.conditions.iter().find(|c| c.type_ == "Programmed").unwrap().message.clone();
+        assert!(msg.contains("203.0.113.8") && !msg.contains("203.0.113.7"), "{msg}");
+        // Both granted: programmed.
+        let mut c = statuses_of(&base);
+        let lb = with_ingress(&["203.0.113.7", "203.0.113.8"]);
+        dataplane_status(
+            &mut c,
+            &view(Some(deployment("uid-gw", Some(1))), Some(service("uid-gw", lb))),
+            &opts,
+        );
+        assert_eq!(programmed(&gw_status(&c).conditions).0, "True");
     }
 
     #[test]
