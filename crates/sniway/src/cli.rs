@@ -155,10 +155,10 @@ pub struct ControllerArgs {
     /// With `--serve`: the address listeners of Gateways without `spec.addresses` bind.
     #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
     pub bind_address: IpAddr,
-    /// Namespace of the leader-election Lease (default: the pod's namespace, else
-    /// sniway-system).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "sniway-system", value_name = "NAMESPACE")]
-    pub lease_namespace: String,
+    /// Namespace of the leader-election Lease (default: the pod's namespace; outside a pod,
+    /// sniway-system when it exists, else default).
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NAMESPACE")]
+    pub lease_namespace: Option<String>,
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "sniway-controller", value_name = "NAME")]
     pub lease_name: String,

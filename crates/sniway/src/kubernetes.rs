@@ -246,10 +246,32 @@ async fn serve_cluster(
     }
 }
 
+/// Where the Lease goes when neither `--lease-namespace` nor `POD_NAMESPACE` says: the
+/// namespace `deploy/` creates when it exists, else `default`, which every cluster has (a
+/// controller run from a workstation against a cluster without `deploy/` applied).
+async fn default_lease_namespace(client: &kube_client::Client) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    let namespaces: kube_client::Api<Namespace> = kube_client::Api::all(client.clone());
+    match namespaces.get_opt(INSTALL_NAMESPACE).await {
+        Ok(None) => "default".to_string(),
+        // Present, or unknown (no permission to read it, a transient error): keep the install
+        // namespace, whose Role grants the Lease.
+        _ => INSTALL_NAMESPACE.to_string(),
+    }
+}
+
+/// The namespace `deploy/` installs the controller in.
+const INSTALL_NAMESPACE: &str = "sniway-system";
+
 async fn run_controller(args: ControllerArgs) -> Result<ExitCode> {
     let (client, config) = client(&args.kube).await?;
     let identity = args.identity.clone().unwrap_or_else(sniway_k8s::lease::default_identity);
-    let mut lease = LeaseOptions::new(args.lease_namespace.clone(), args.lease_name.clone());
+    let lease_namespace = match &args.lease_namespace {
+        Some(ns) => ns.clone(),
+        None => default_lease_namespace(&client).await,
+    };
+    tracing::info!(namespace = %lease_namespace, name = %args.lease_name, "leader election Lease");
+    let mut lease = LeaseOptions::new(lease_namespace, args.lease_name.clone());
     lease.identity = identity;
     // Without --serve, every Gateway of the class gets a data plane of its own.
     let provision = (!args.serve).then(|| ProvisionOptions {

@@ -283,8 +283,6 @@ async fn the_controller_provisions_a_data_plane_and_programmed_waits_for_its_rep
             &kubeconfig,
             "--admin-address",
             "127.0.0.1:0",
-            "--lease-namespace",
-            "default",
             "--dataplane-image",
             "registry.example.com/sniway:test",
             "--service-type",
@@ -378,6 +376,11 @@ async fn the_controller_provisions_a_data_plane_and_programmed_waits_for_its_rep
         .await
         .expect("Gateway programmed once its data plane is available");
     assert_eq!(programmed["status"]["addresses"][0]["value"], "10.96.0.10");
+
+    // Outside a pod, with no sniway-system namespace (deploy/ not applied), the Lease is in
+    // `default`.
+    let lease = server.get("coordination.k8s.io/v1", "Lease", Some("default"), "sniway-controller");
+    assert!(lease.is_some(), "no Lease in default");
 
     ctl.signal("TERM");
     let status = tokio::task::block_in_place(|| ctl.wait_exit(Duration::from_secs(20)));

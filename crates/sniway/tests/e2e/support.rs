@@ -199,7 +199,8 @@ impl Gateway {
     pub fn start_command(args: &[&str], port: u16) -> Gateway {
         let dir = TempDir::new("gw");
         let mut command = Command::new(bin());
-        command.args(args);
+        // As outside a pod, whatever runs the tests.
+        command.args(args).env_remove("POD_NAMESPACE").env_remove("POD_NAME");
         let file = dir.0.clone();
         let mut gw = Self::from_command(command, file, dir, port, Vec::new());
         gw.addr = SocketAddr::from(([127, 0, 0, 1], port));
