@@ -51,6 +51,15 @@ pub const NAMES: &[(&str, &str)] = &[
     ("sniway_access_log_dropped_total", "counter"),
 ];
 
+/// The exposed name of every metric of a controller that serves no data plane
+/// (`sniway controller` provisioning data planes), with its type.
+pub const CONTROLLER_NAMES: &[(&str, &str)] = &[
+    ("sniway_build_info", "info"),
+    ("sniway_controller_compiles_total", "counter"),
+    ("sniway_controller_status_writes_total", "counter"),
+    ("sniway_controller_provision_applies_total", "counter"),
+];
+
 /// `{address}`: a listening socket, as configured (`0.0.0.0:443`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SocketLabels {
@@ -160,6 +169,88 @@ fn latency() -> Histogram {
 /// Connection lifetimes from 1 ms to about 36 h (factor 4).
 fn lifetime() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 4.0, 14))
+}
+
+/// A provisioning controller's metrics (it serves no connection) and their registry.
+#[derive(Debug)]
+pub struct ControllerMetrics {
+    registry: Registry,
+    compiles: Counter,
+    status_writes: Family<ResultLabels, Counter>,
+    provision_applies: Family<ResultLabels, Counter>,
+}
+
+impl ControllerMetrics {
+    /// Registers every controller metric.
+    pub fn new() -> ControllerMetrics {
+        let mut registry = Registry::default();
+        let m = ControllerMetrics {
+            registry: Registry::default(),
+            compiles: Counter::default(),
+            status_writes: Family::default(),
+            provision_applies: Family::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "sniway_build",
+            "sniway's version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        r.register(
+            "sniway_controller_compiles",
+            "Snapshots of the cluster compiled",
+            m.compiles.clone(),
+        );
+        r.register(
+            "sniway_controller_status_writes",
+            "Object statuses written to the API server (success) or not (failure), as leader",
+            m.status_writes.clone(),
+        );
+        r.register(
+            "sniway_controller_provision_applies",
+            "Data planes (a Gateway's provisioned objects) applied (success) or not (failure), \
+             as leader",
+            m.provision_applies.clone(),
+        );
+        ControllerMetrics { registry, ..m }
+    }
+
+    /// Counts a compile.
+    pub fn compiled(&self) {
+        self.compiles.inc();
+    }
+
+    /// Counts a status pass's writes.
+    pub fn status_writes(&self, written: usize, failed: usize) {
+        let count = |result, n: usize| {
+            self.status_writes.get_or_create(&ResultLabels { result }).inc_by(n as u64);
+        };
+        count("success", written);
+        count("failure", failed);
+    }
+
+    /// Counts a provisioning pass's applies.
+    pub fn provision_applies(&self, applied: usize, failed: usize) {
+        let count = |result, n: usize| {
+            self.provision_applies.get_or_create(&ResultLabels { result }).inc_by(n as u64);
+        };
+        count("success", applied);
+        count("failure", failed);
+    }
+
+    /// The exposition in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for ControllerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The data plane's metrics and the registry that exposes them.
@@ -500,6 +591,30 @@ mod tests {
             text.contains(
                 "sniway_connections_total{listener=\"ns/gw/l\",route=\"ns/r#0\",backend=\"b\"} 1"
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_controller_metric_is_exposed_under_its_declared_name() {
+        let m = ControllerMetrics::new();
+        m.compiled();
+        m.status_writes(3, 1);
+        m.provision_applies(1, 0);
+        let text = m.encode();
+        for (name, kind) in CONTROLLER_NAMES {
+            let family = name.trim_end_matches("_total").trim_end_matches("_info");
+            assert!(text.contains(&format!("# TYPE {family} {kind}")), "{name} ({kind}):\n{text}");
+        }
+        let declared = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+        assert_eq!(declared, CONTROLLER_NAMES.len(), "{text}");
+        assert!(text.contains("sniway_controller_compiles_total 1"), "{text}");
+        assert!(
+            text.contains("sniway_controller_status_writes_total{result=\"success\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sniway_controller_status_writes_total{result=\"failure\"} 1"),
             "{text}"
         );
     }

@@ -18,6 +18,7 @@ use sniway_compile::Compiled;
 use sniway_compile::status::GatewayStatusAddress;
 use sniway_k8s::provision::ProvisionOptions;
 use sniway_k8s::{ControllerOptions, LeaseOptions, SnapshotOptions};
+use sniway_proxy::metrics::ControllerMetrics;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::AdminState;
@@ -70,6 +71,8 @@ struct KubeState {
     compiles: AtomicU64,
     /// The statuses as last written (or to be written), from the controller's status passes.
     statuses: tokio::sync::watch::Receiver<Option<Arc<Compiled>>>,
+    /// Without a data plane: the controller's own metrics.
+    metrics: ControllerMetrics,
 }
 
 impl KubeState {
@@ -83,6 +86,7 @@ impl KubeState {
             stopping: AtomicBool::new(false),
             compiles: AtomicU64::new(0),
             statuses,
+            metrics: ControllerMetrics::new(),
         })
     }
 
@@ -90,8 +94,15 @@ impl KubeState {
     fn take(&self, compiled: &mut Compiled, admin: &Mutex<Option<SocketAddr>>) {
         let n = self.compiles.fetch_add(1, Ordering::SeqCst) + 1;
         let sockets = match &self.live {
-            Some(live) => live.install_in_place(compiled),
+            Some(live) => {
+                if n > 1 {
+                    // Every compile after the first is a reload of the data plane.
+                    live.proxy.metrics().reload(true);
+                }
+                live.install_in_place(compiled)
+            }
             None => {
+                self.metrics.compiled();
                 crate::run::report_conditions(&compiled.status_list());
                 Vec::new()
             }
@@ -128,7 +139,7 @@ impl AdminState for KubeState {
     fn metrics(&self) -> String {
         match &self.live {
             Some(live) => live.metrics(),
-            None => String::from("# EOF\n"),
+            None => self.metrics.encode(),
         }
     }
 
@@ -210,6 +221,27 @@ async fn serve_cluster(
     let (statuses, statuses_rx) = tokio::sync::watch::channel(None);
     opts.statuses = Some(statuses);
     let state = KubeState::new(live.clone(), statuses_rx);
+    if live.is_none() {
+        // The controller's own metrics: what its status and provisioning passes did.
+        let (writes, mut write_reports) = tokio::sync::mpsc::unbounded_channel();
+        let (applies, mut apply_reports) = tokio::sync::mpsc::unbounded_channel();
+        opts.reports = Some(writes);
+        opts.provision_reports = Some(applies);
+        let counted = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(r) = write_reports.recv() => {
+                        counted.metrics.status_writes(r.written.len(), r.failed.len());
+                    }
+                    Some(r) = apply_reports.recv() => {
+                        counted.metrics.provision_applies(r.applied.len(), r.failed.len());
+                    }
+                    else => break,
+                }
+            }
+        });
+    }
     let admin = Admin::start(run, state.clone())?;
     let admin_addr = Arc::new(Mutex::new(admin.local));
     let sink_state = state.clone();

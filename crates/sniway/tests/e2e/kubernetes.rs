@@ -377,6 +377,32 @@ async fn the_controller_provisions_a_data_plane_and_programmed_waits_for_its_rep
         .expect("Gateway programmed once its data plane is available");
     assert_eq!(programmed["status"]["addresses"][0]["value"], "10.96.0.10");
 
+    // Its own metrics: compiles, status writes and data planes applied. A pass's report is
+    // counted once the pass ends, just after its writes are visible: wait for it, bounded.
+    let value = |metrics: &str, series: &str| -> Option<f64> {
+        let line = metrics.lines().find(|l| l.starts_with(series))?;
+        line.rsplit(' ').next()?.parse().ok()
+    };
+    let success = "sniway_controller_status_writes_total{result=\"success\"} ";
+    let applied = "sniway_controller_provision_applies_total{result=\"success\"} ";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let (code, metrics) = ctl.get("/metrics");
+        assert_eq!(code, 200);
+        let counted = |series| value(&metrics, series).is_some_and(|v| v >= 1.0);
+        if counted(success) && counted(applied) {
+            break metrics;
+        }
+        assert!(std::time::Instant::now() < deadline, "writes not counted:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(value(&metrics, "sniway_controller_compiles_total ").is_some_and(|v| v >= 1.0));
+    let applies = "sniway_controller_provision_applies_total";
+    assert!(
+        value(&metrics, &format!("{applies}{{result=\"success\"}} ")).is_some_and(|v| v >= 1.0)
+    );
+    assert_eq!(value(&metrics, &format!("{applies}{{result=\"failure\"}} ")), Some(0.0));
+
     // Outside a pod, with no sniway-system namespace (deploy/ not applied), the Lease is in
     // `default`.
     let lease = server.get("coordination.k8s.io/v1", "Lease", Some("default"), "sniway-controller");
