@@ -171,6 +171,23 @@ fn lifetime() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 4.0, 14))
 }
 
+/// `sniway_build_info{version}`, in every exposition.
+fn register_build_info(r: &mut Registry) {
+    r.register(
+        "sniway_build",
+        "sniway's version",
+        Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+    );
+}
+
+/// `registry` in the OpenMetrics text format (which Prometheus reads).
+fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
 /// A provisioning controller's metrics (it serves no connection) and their registry.
 #[derive(Debug)]
 pub struct ControllerMetrics {
@@ -191,11 +208,7 @@ impl ControllerMetrics {
             provision_applies: Family::default(),
         };
         let r = &mut registry;
-        r.register(
-            "sniway_build",
-            "sniway's version",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
-        );
+        register_build_info(r);
         r.register(
             "sniway_controller_compiles",
             "Snapshots of the cluster compiled",
@@ -240,10 +253,7 @@ impl ControllerMetrics {
 
     /// The exposition in the OpenMetrics text format.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        encode(&self.registry)
     }
 }
 
@@ -307,11 +317,7 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register(
-            "sniway_build",
-            "sniway's version",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
-        );
+        register_build_info(r);
         r.register(
             "sniway_connections_accepted",
             "Connections accepted, per listening socket",
@@ -432,10 +438,7 @@ impl Metrics {
 
     /// The exposition in the OpenMetrics text format (which Prometheus reads).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        encode(&self.registry)
     }
 
     /// Counts a reload.
