@@ -58,6 +58,7 @@ mod gateway;
 mod gateway_class;
 mod listener_set;
 mod load;
+pub mod names;
 pub mod policy;
 mod policy_attach;
 mod reference_grant;

@@ -357,7 +357,7 @@ impl Loader<'_> {
         if let Some(problem) = validate::check_object_name(&kind, &name) {
             self.error(&cx, "metadata.name", problem);
         }
-        if scope == Scope::Namespaced && !validate::is_dns1123_label(&namespace) {
+        if scope == Scope::Namespaced && !crate::names::is_dns1123_label(&namespace) {
             self.error(
                 &cx,
                 "metadata.namespace",

@@ -19,6 +19,7 @@
 //! [`apply_dataplane_binding`]). A cluster-scoped object cannot be owned by a namespaced
 //! Gateway, so the controller keeps its subjects to the live data planes itself.
 
+use sniway_compile::names::{is_dns1035_label, is_label_value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::net::IpAddr;
@@ -354,28 +355,6 @@ fn short_hash(s: &str) -> String {
     }
     out.truncate(HASH_LEN);
     out
-}
-
-/// An RFC 1035 label as Kubernetes checks it (`IsDNS1035Label`): 1 to 63 characters, lower-case
-/// alphanumerics or `-`, starting with a letter and ending with an alphanumeric.
-pub fn is_dns1035_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= MAX_LABEL
-        && b[0].is_ascii_lowercase()
-        && b[b.len() - 1] != b'-'
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
-/// A label value as Kubernetes checks it (`IsValidLabelValue`): empty, or 1 to 63 characters of
-/// `[A-Za-z0-9._-]` starting and ending with an alphanumeric.
-pub fn is_label_value(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.is_empty()
-        || (b.len() <= MAX_LABEL
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')))
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -953,19 +932,7 @@ mod tests {
     use k8s_openapi::api::apps::v1::DeploymentStatus;
     use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
     use serde_json::json;
-
-    /// `IsDNS1123Subdomain`: at most 253 characters, dot-separated DNS-1123 labels.
-    fn is_dns1123_subdomain(s: &str) -> bool {
-        !s.is_empty()
-            && s.len() <= 253
-            && s.split('.').all(|l| {
-                let b = l.as_bytes();
-                !b.is_empty()
-                    && b[0].is_ascii_alphanumeric()
-                    && b[b.len() - 1].is_ascii_alphanumeric()
-                    && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-            })
-    }
+    use sniway_compile::names::is_dns1123_subdomain;
 
     fn gateway(name: &str) -> Value {
         json!({

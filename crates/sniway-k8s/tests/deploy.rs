@@ -1,6 +1,7 @@
 //! `deploy/` and the Dockerfile, checked for what a real API server (and `kubectl apply -k`)
 //! would require of them, and the RBAC checked against the controller's table of kinds.
 
+use sniway_compile::names::is_dns1123_subdomain;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -100,19 +101,6 @@ fn strings(v: &Value) -> Vec<&str> {
 /// Kinds that are cluster-scoped (everything else in deploy/ is namespaced).
 const CLUSTER_SCOPED: &[&str] =
     &["Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "GatewayClass"];
-
-/// `IsDNS1123Subdomain`.
-fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            let b = l.as_bytes();
-            !b.is_empty()
-                && b[0].is_ascii_alphanumeric()
-                && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        })
-}
 
 #[test]
 fn every_object_in_deploy_has_an_api_version_a_kind_and_a_valid_name() {
