@@ -8,8 +8,8 @@
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use kube_client::config::{KubeConfigOptions, Kubeconfig};
@@ -23,7 +23,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::AdminState;
 use crate::cli::{ControllerArgs, DataplaneArgs, KubeArgs, ServeArgs};
-use crate::serve::{Admin, Live, drain, event, sockets_json};
+use crate::serve::{Admin, Live, drain, event, ready_event, sockets_json};
 
 /// `sniway controller`.
 pub fn controller(args: ControllerArgs) -> Result<ExitCode> {
@@ -63,11 +63,9 @@ pub async fn client(args: &KubeArgs) -> Result<(kube_client::Client, kube_client
 struct KubeState {
     /// The data plane, when this process serves.
     live: Option<Arc<Live>>,
-    /// The first snapshot of the cluster has been compiled.
-    synced: AtomicBool,
     /// Shutting down.
     stopping: AtomicBool,
-    /// Compiles so far.
+    /// Compiles so far (the first one is the ready line).
     compiles: AtomicU64,
     /// The statuses as last written (or to be written), from the controller's status passes.
     statuses: tokio::sync::watch::Receiver<Option<Arc<Compiled>>>,
@@ -82,7 +80,6 @@ impl KubeState {
     ) -> Arc<Self> {
         Arc::new(KubeState {
             live,
-            synced: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             compiles: AtomicU64::new(0),
             statuses,
@@ -91,7 +88,7 @@ impl KubeState {
     }
 
     /// Takes one compile: installs its table when serving, and announces it.
-    fn take(&self, compiled: &mut Compiled, admin: &Mutex<Option<SocketAddr>>) {
+    fn take(&self, compiled: &mut Compiled, admin: Option<SocketAddr>) {
         let n = self.compiles.fetch_add(1, Ordering::SeqCst) + 1;
         let sockets = match &self.live {
             Some(live) => {
@@ -108,12 +105,7 @@ impl KubeState {
             }
         };
         if n == 1 {
-            self.synced.store(true, Ordering::SeqCst);
-            let local = *admin.lock().unwrap_or_else(|p| p.into_inner());
-            event(json!({ "ready": {
-                "admin": local.map(|a| a.to_string()),
-                "sockets": sockets_json(&sockets),
-            } }));
+            ready_event(admin, &sockets);
         } else {
             event(json!({ "reloaded": {
                 "attempt": n - 1, "result": "success", "sockets": sockets_json(&sockets),
@@ -127,7 +119,7 @@ impl AdminState for KubeState {
         if self.stopping.load(Ordering::SeqCst) {
             return Err("draining: shutting down".into());
         }
-        if !self.synced.load(Ordering::SeqCst) {
+        if self.compiles.load(Ordering::SeqCst) == 0 {
             return Err("waiting for the first list of every watched kind".into());
         }
         match &self.live {
@@ -243,7 +235,7 @@ async fn serve_cluster(
         });
     }
     let admin = Admin::start(run, state.clone())?;
-    let admin_addr = Arc::new(Mutex::new(admin.local));
+    let admin_addr = admin.local;
     let sink_state = state.clone();
     let provisioning = opts.provision.is_some();
     let sink = move |compiled: &mut Compiled| {
@@ -253,7 +245,7 @@ async fn serve_cluster(
         if provisioning {
             claim_feature(compiled, INFRASTRUCTURE_FEATURE);
         }
-        sink_state.take(compiled, &admin_addr);
+        sink_state.take(compiled, admin_addr);
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(sniway_k8s::run(client, opts, sink, async move {

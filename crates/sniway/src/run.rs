@@ -56,7 +56,7 @@ async fn serve(args: RunArgs) -> Result<ExitCode> {
         );
     }
     let admin = Admin::start(&args.serve, live.clone())?;
-    ready_event(&admin, &sockets);
+    ready_event(admin.local, &sockets);
 
     loop {
         let why = tokio::select! {

@@ -255,9 +255,9 @@ impl Admin {
 }
 
 /// Announces readiness on standard output: the admin address and every socket's bind result.
-pub fn ready_event(admin: &Admin, sockets: &[SocketState]) {
+pub fn ready_event(admin: Option<SocketAddr>, sockets: &[SocketState]) {
     event(json!({ "ready": {
-        "admin": admin.local.map(|a| a.to_string()),
+        "admin": admin.map(|a| a.to_string()),
         "sockets": sockets_json(sockets),
     } }));
 }
