@@ -68,10 +68,10 @@ impl<'r> Backends<'r> {
             None => format!("{ns}/{}", r.name),
         };
         let invalid = |reason: &'static str, message: String| Resolved {
-            backend: WeightedBackend {
+            backend: WeightedBackend::new(
                 weight,
-                backend: Backend::Invalid { name: display.clone(), reason: reason.to_string() },
-            },
+                Backend::Invalid { name: display.clone(), reason: reason.to_string() },
+            ),
             problem: Some((reason, message)),
             warnings: vec![],
         };
@@ -105,10 +105,10 @@ impl<'r> Backends<'r> {
             // cannot shadow a Service: sniway reads it as an external `host:port` (extension).
             if r.name.contains('.') {
                 return Resolved {
-                    backend: WeightedBackend {
+                    backend: WeightedBackend::new(
                         weight,
-                        backend: Backend::Dns { name: display.clone(), host: r.name.clone(), port },
-                    },
+                        Backend::Dns { name: display.clone(), host: r.name.clone(), port },
+                    ),
                     problem: None,
                     warnings: vec![format!(
                         "backendRef {display}: no Service is named {:?}; sniway connects to the \
@@ -127,10 +127,7 @@ impl<'r> Backends<'r> {
         if spec.type_.as_deref() == Some("ExternalName") {
             let host = spec.external_name.clone().unwrap_or_default();
             return Resolved {
-                backend: WeightedBackend {
-                    weight,
-                    backend: Backend::Dns { name: display, host, port },
-                },
+                backend: WeightedBackend::new(weight, Backend::Dns { name: display, host, port }),
                 problem: None,
                 warnings: vec![],
             };
@@ -209,7 +206,7 @@ impl<'r> Backends<'r> {
             ));
         }
         Resolved {
-            backend: WeightedBackend { weight, backend: Backend::endpoints(display, addrs) },
+            backend: WeightedBackend::new(weight, Backend::endpoints(display, addrs)),
             problem: None,
             warnings,
         }

@@ -521,6 +521,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                 mode,
                 settings: attached.settings.remove(&(g, li)).unwrap_or_default(),
                 routes,
+                defaults: Default::default(),
             };
             let host = lt.hostname.clone();
             listeners.insert_first(host.as_ref(), Arc::new(lt));

@@ -123,7 +123,25 @@ fn keyed(t: &RoutingTable) -> Keyed<'_> {
 }
 
 fn same_listener(a: &ListenerTable, b: &ListenerTable) -> bool {
-    a.hostname == b.hostname && a.settings == b.settings && same_mode(&a.mode, &b.mode)
+    a.hostname == b.hostname
+        && a.settings == b.settings
+        && same_mode(&a.mode, &b.mode)
+        && same_default(a.defaults.no_sni.as_deref(), b.defaults.no_sni.as_deref())
+        && same_default(a.defaults.no_match.as_deref(), b.defaults.no_match.as_deref())
+}
+
+fn same_default(a: Option<&Route>, b: Option<&Route>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            same_route(a, b)
+                && a.backends
+                    .iter()
+                    .zip(&b.backends)
+                    .all(|(x, y)| same_backend(&x.backend, &y.backend))
+        }
+        _ => false,
+    }
 }
 
 fn same_mode(a: &ListenerMode, b: &ListenerMode) -> bool {
@@ -146,10 +164,9 @@ fn same_mode(a: &ListenerMode, b: &ListenerMode) -> bool {
 
 fn same_route(a: &Route, b: &Route) -> bool {
     a.backends.len() == b.backends.len()
-        && a.backends
-            .iter()
-            .zip(&b.backends)
-            .all(|(x, y)| x.weight == y.weight && x.backend.name() == y.backend.name())
+        && a.backends.iter().zip(&b.backends).all(|(x, y)| {
+            x.weight == y.weight && x.backend.name() == y.backend.name() && x.settings == y.settings
+        })
 }
 
 fn same_backend(a: &Backend, b: &Backend) -> bool {
@@ -267,7 +284,7 @@ mod tests {
     }
 
     fn route(name: &str, backends: Vec<(u32, Backend)>) -> Arc<Route> {
-        let b = backends.into_iter().map(|(weight, backend)| WeightedBackend { weight, backend });
+        let b = backends.into_iter().map(|(weight, backend)| WeightedBackend::new(weight, backend));
         Arc::new(Route::new(rid(name), b.collect()))
     }
 
@@ -287,6 +304,7 @@ mod tests {
             mode,
             settings: ListenerSettings::default(),
             routes: idx,
+            defaults: Default::default(),
         }
     }
 

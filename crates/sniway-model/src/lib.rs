@@ -22,10 +22,10 @@ pub mod tls;
 pub use diff::{Changes, TableDiff, diff};
 pub use hostname::{HostPattern, Specificity, intersect, normalize};
 pub use index::HostIndex;
-pub use settings::ListenerSettings;
+pub use settings::{BackendSettings, ListenerSettings};
 pub use table::{
-    Backend, ListenerId, ListenerMode, ListenerTable, Lookup, Route, RouteId, RoutingTable,
-    SocketTable, WeightedBackend,
+    Backend, DefaultRoutes, ListenerId, ListenerMode, ListenerTable, Lookup, Route, RouteId,
+    RoutingTable, SocketTable, WeightedBackend,
 };
 pub use tls::{CertificateSet, ServedCertificate, TerminateConfig};
 
@@ -52,6 +52,7 @@ mod tests {
             mode: ListenerMode::Passthrough,
             settings: ListenerSettings::default(),
             routes: idx,
+            defaults: DefaultRoutes::default(),
         })
     }
 
@@ -98,7 +99,7 @@ mod tests {
 
     #[test]
     fn pick_honours_weights_and_never_picks_weight_zero() {
-        let b = |w, n: &str| WeightedBackend { weight: w, backend: Backend::endpoints(n, vec![]) };
+        let b = |w, n: &str| WeightedBackend::new(w, Backend::endpoints(n, vec![]));
         let r = Route::new(
             RouteId { namespace: "n".into(), name: "r".into(), rule: 0 },
             vec![b(0, "zero"), b(3, "three"), b(1, "one")],

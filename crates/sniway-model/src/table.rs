@@ -13,7 +13,7 @@ use serde::{Serialize, Serializer};
 
 use crate::hostname::{HostPattern, normalize};
 use crate::index::HostIndex;
-use crate::settings::ListenerSettings;
+use crate::settings::{BackendSettings, ListenerSettings};
 
 /// Everything the data plane serves.
 #[derive(Debug, Default, Serialize)]
@@ -65,6 +65,29 @@ pub struct ListenerTable {
     pub settings: ListenerSettings,
     /// Routes by intersected hostname (`None` = every name the listener allows).
     pub routes: HostIndex<Arc<Route>>,
+    /// Where clients no route takes go, when the listener's policy says `action: Backend`.
+    #[serde(skip_serializing_if = "DefaultRoutes::is_empty")]
+    pub defaults: DefaultRoutes,
+}
+
+/// A listener's default backends (`ListenerPolicy` `noSni` and `noMatch` with
+/// `action: Backend`), each as a route of one backend.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultRoutes {
+    /// For a ClientHello without `server_name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_sni: Option<Arc<Route>>,
+    /// For a server name that no route takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_match: Option<Arc<Route>>,
+}
+
+impl DefaultRoutes {
+    /// Neither default is set.
+    pub fn is_empty(&self) -> bool {
+        self.no_sni.is_none() && self.no_match.is_none()
+    }
 }
 
 /// Names a Gateway listener: `namespace/gateway/listener`.
@@ -162,6 +185,21 @@ pub struct WeightedBackend {
     pub weight: u32,
     /// Where connections go.
     pub backend: Backend,
+    /// How the gateway treats the backend (its `BackendPolicy`); shared by every route that
+    /// refers to the same backend.
+    #[serde(skip_serializing_if = "is_default")]
+    pub settings: Arc<BackendSettings>,
+}
+
+impl WeightedBackend {
+    /// A backend with its weight and default settings.
+    pub fn new(weight: u32, backend: Backend) -> Self {
+        Self { weight, backend, settings: Arc::default() }
+    }
+}
+
+fn is_default(s: &Arc<BackendSettings>) -> bool {
+    **s == BackendSettings::default()
 }
 
 /// Where a backendRef leads.

@@ -176,6 +176,11 @@ impl LiveListener {
             keepalive_count,
             max_connections,
             max_connections_per_client,
+            // Served by later changes of this module (PROXY protocol, unmatched clients, relay).
+            proxy_protocol: _,
+            no_sni: _,
+            no_match: _,
+            relay: _,
         } = l.settings.clone();
         let keepalive =
             merge_keepalive(config.keepalive, keepalive_idle, keepalive_interval, keepalive_count);

@@ -32,7 +32,7 @@ pub fn mk_endpoints(name: &str, addrs: &[SocketAddr]) -> WeightedBackend {
 
 /// A backend with the given weight.
 pub fn mk_weighted(weight: u32, backend: Backend) -> WeightedBackend {
-    WeightedBackend { weight, backend }
+    WeightedBackend::new(weight, backend)
 }
 
 /// An unresolvable backend.
@@ -65,6 +65,7 @@ pub fn mk_listener(
         mode: ListenerMode::Passthrough,
         settings: Default::default(),
         routes: idx,
+        defaults: Default::default(),
     })
 }
 

@@ -66,6 +66,7 @@ pub fn mk_terminate_listener_with(
         mode: ListenerMode::Terminate(Arc::clone(&cfg)),
         settings: Default::default(),
         routes: idx,
+        defaults: Default::default(),
     });
     (listener, cfg)
 }
