@@ -29,9 +29,9 @@ use tokio_rustls::server::TlsStream;
 use crate::access_log::Record;
 use crate::detect::{self, Detected};
 use crate::error::{ConnError, Limit, Side};
+use crate::health::EndpointGuard;
 use crate::live::{
-    BackendGuard, Found, Installed, ListenerGuard, LiveBackend, LiveListener, LiveRoute,
-    LiveSocket, Mode,
+    BackendGuard, Found, Installed, ListenerGuard, LiveListener, LiveRoute, LiveSocket, Mode,
 };
 use crate::metrics::{
     HandshakeLabels, LimitLabels, ListenerReasonLabels, PathLabels, PathMetrics, PathReasonLabels,
@@ -106,6 +106,7 @@ struct Session {
     _permit: OwnedSemaphorePermit,
     _listener: ListenerGuard,
     backend: BackendGuard,
+    _endpoint: EndpointGuard,
     log: Log,
 }
 
@@ -271,12 +272,20 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
             let (chosen, backend, mut log) = routed.choose(log)?;
             // The replay starts with the connect: usually all of it goes out there.
             let connected = routed.connect(chosen, &buffered, &mut log).await;
-            let Connected { stream: backend_stream, sent, .. } = match connected {
+            let connected = match connected {
                 Ok(c) => c,
                 Err(e) => return routed.fail(backend.path(), &e, log),
             };
-            let session =
-                Session { start, _permit: permit, _listener: listener_guard, backend, log };
+            let (backend, log) = routed.settle(backend, &connected, log)?;
+            let Connected { stream: backend_stream, sent, endpoint, .. } = connected;
+            let session = Session {
+                start,
+                _permit: permit,
+                _listener: listener_guard,
+                backend,
+                _endpoint: endpoint,
+                log,
+            };
             let replay = Replay { buf: buffered, sent };
             Some(Ready::Passthrough(Passthrough {
                 client: stream,
@@ -300,9 +309,15 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
                 return routed.fail_unpicked(&e, log);
             }
             let t = Box::pin(routed.terminate(stream, detected, config, log)).await?;
-            let (tls, backend_stream, backend, log) = t;
-            let session =
-                Session { start, _permit: permit, _listener: listener_guard, backend, log };
+            let (tls, backend_stream, backend, endpoint, log) = t;
+            let session = Session {
+                start,
+                _permit: permit,
+                _listener: listener_guard,
+                backend,
+                _endpoint: endpoint,
+                log,
+            };
             Some(Ready::Terminate(Box::new(Terminated {
                 tls,
                 backend: backend_stream,
@@ -357,20 +372,21 @@ struct Routed<'a> {
 
 impl<'a> Routed<'a> {
     /// Picks a backend by weight and counts the connection on it, within its limit.
-    fn choose(&self, log: Log) -> Option<(&'a LiveBackend, BackendGuard, Log)> {
+    fn choose(&self, log: Log) -> Option<(usize, BackendGuard, Log)> {
         let inner = self.inner;
         let route = self.route;
         let picked = match route.total_weight {
             0 => None,
             total => route.pick(fastrand::u64(0..total)),
         };
-        let Some(b) = picked else {
+        let Some(index) = picked else {
             let e = ConnError::NoBackend { route: route.id.to_string() };
             return self.fail_unpicked(&e, log);
         };
+        let b = &route.backends[index];
         b.path.connections.inc();
-        match BackendGuard::acquire(b, inner.config.max_backend_connections) {
-            Ok(g) => Some((b, g, log)),
+        match BackendGuard::acquire(b, b.max_connections) {
+            Ok(g) => Some((index, g, log)),
             Err(limit) => {
                 let labels = LimitLabels {
                     address: self.sock.metrics.address.clone(),
@@ -383,24 +399,17 @@ impl<'a> Routed<'a> {
         }
     }
 
-    /// Connects to the chosen backend, sending what of `first` goes out at once.
+    /// Connects to the chosen backend (or, failing over, another of the route), sending what of
+    /// `first` goes out at once.
     async fn connect(
         &self,
-        backend: &LiveBackend,
+        chosen: usize,
         first: &[u8],
         log: &mut Log,
     ) -> Result<Connected, ConnError> {
         let started = Instant::now();
-        let b = &backend.state;
-        let connected = upstream::connect(
-            &backend.target,
-            b,
-            self.inner.config.connect_timeout,
-            first,
-            self.listener.keepalive,
-            &self.inner.metrics,
-        )
-        .await;
+        let keepalive = self.listener.keepalive;
+        let connected = upstream::connect(self.inner, self.route, chosen, first, keepalive).await;
         let c = match connected {
             Ok(c) => c,
             Err(e) => {
@@ -410,12 +419,38 @@ impl<'a> Routed<'a> {
                 return Err(e);
             }
         };
+        let b = &self.route.backends[c.backend].state;
         tracing::debug!(backend = %b.name, endpoint = %c.addr, "connected");
         if let Some(l) = log {
             l.endpoint = Some(c.addr);
             l.connect = Some(started.elapsed());
         }
         Ok(c)
+    }
+
+    /// The guard of the backend that took the connection: the chosen one's, or after a
+    /// failover to another backend, that one's (within its limit), the chosen one's path
+    /// counting the connection as closed by `failover`.
+    fn settle(&self, guard: BackendGuard, c: &Connected, log: Log) -> Option<(BackendGuard, Log)> {
+        let b = &self.route.backends[c.backend];
+        if Arc::ptr_eq(guard.path(), &b.path) {
+            return Some((guard, log));
+        }
+        guard.path().closed(&self.inner.metrics, "failover");
+        drop(guard);
+        b.path.connections.inc();
+        match BackendGuard::acquire(b, b.max_connections) {
+            Ok(g) => Some((g, log)),
+            Err(limit) => {
+                let labels = LimitLabels {
+                    address: self.sock.metrics.address.clone(),
+                    listener: self.listener.label.clone(),
+                    limit: limit.as_str(),
+                };
+                self.inner.metrics.limited.get_or_create(&labels).inc();
+                self.fail(&b.path, &ConnError::Limit(limit), log)
+            }
+        }
     }
 
     /// Terminate: handshake with the listener's certificates over the buffered hello and the
@@ -427,7 +462,7 @@ impl<'a> Routed<'a> {
         detected: Detected,
         config: Arc<rustls::ServerConfig>,
         log: Log,
-    ) -> Option<(TlsStream<Prefixed<TcpStream>>, TcpStream, BackendGuard, Log)> {
+    ) -> Option<(TlsStream<Prefixed<TcpStream>>, TcpStream, BackendGuard, EndpointGuard, Log)> {
         let Detected { hello, buffered } = detected;
         drop(hello);
         let listener = &self.listener.label;
@@ -470,7 +505,13 @@ impl<'a> Routed<'a> {
             }
         };
         match self.connect(chosen, &[], &mut log).await {
-            Ok(c) => Some((tls, c.stream, backend, log)),
+            Ok(c) => match self.settle(backend, &c, log) {
+                Some((backend, log)) => Some((tls, c.stream, backend, c.endpoint, log)),
+                None => {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+                    None
+                }
+            },
             Err(e) => {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
                 self.fail(backend.path(), &e, log)

@@ -123,6 +123,13 @@ pub enum ConnError {
         /// The backend's display name.
         backend: String,
     },
+    /// Backend: every endpoint of the route's backends is unhealthy, no fallback is usable, and
+    /// the backend's policy says `whenAllUnhealthy: Refuse`.
+    #[error("backend {backend} has no healthy endpoint")]
+    Unhealthy {
+        /// The backend's display name.
+        backend: String,
+    },
     /// Backend: resolving the backend's DNS name failed.
     #[error("resolving {host}: {source}")]
     Resolve {
@@ -240,7 +247,7 @@ impl ConnError {
             | HalfCloseTimeout(_)
             | MaxLifetime
             | Limit(_) => Side::Config,
-            Resolve { .. } | Connect { .. } | BackendIo(_) => Side::Backend,
+            Unhealthy { .. } | Resolve { .. } | Connect { .. } | BackendIo(_) => Side::Backend,
         }
     }
 
@@ -261,6 +268,7 @@ impl ConnError {
             NoBackend { .. } => "no_backend",
             InvalidBackend { .. } => "invalid_backend",
             NoEndpoints { .. } => "no_endpoints",
+            Unhealthy { .. } => "unhealthy",
             Resolve { .. } => "resolve",
             Connect { .. } => "connect",
             NoCertificate { .. } => "no_certificate",

@@ -64,13 +64,16 @@
 #![warn(missing_docs)]
 
 pub mod access_log;
+mod balance;
 mod conn;
 pub mod detect;
 pub mod error;
+mod health;
 mod listener;
 mod live;
 pub mod metrics;
 pub mod relay;
+mod resolve;
 mod splice;
 pub mod terminate;
 pub mod upstream;
@@ -116,8 +119,18 @@ impl Keepalive {
 pub struct ProxyConfig {
     /// Deadline for the whole ClientHello, from accept.
     pub hello_timeout: Duration,
-    /// Deadline for resolving and connecting to a backend.
+    /// Deadline of each connect attempt (DNS resolution included) to a backend endpoint; a
+    /// backend's policy overrides it.
     pub connect_timeout: Duration,
+    /// Endpoints tried per connection (at least 1), within `connect_timeout` each and this many
+    /// times `connect_timeout` in all; a backend's policy overrides it.
+    pub failover_attempts: u32,
+    /// Passive health (ejection after consecutive failed connects) of backends whose policy sets
+    /// none; `consecutive_failures` 0 turns it off.
+    pub passive_health: sniway_model::settings::PassiveHealthCheck,
+    /// The name server that resolves DNS backends (UDP, then TCP); `None`: the system's
+    /// (`/etc/resolv.conf`).
+    pub dns_server: Option<SocketAddr>,
     /// Deadline for the TLS handshake on a Terminate listener, from the end of detection.
     pub handshake_timeout: Duration,
     /// No byte either way for this long ends a relayed connection; zero: never.
@@ -144,6 +157,9 @@ impl Default for ProxyConfig {
         Self {
             hello_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            failover_attempts: 3,
+            passive_health: health::DEFAULT_PASSIVE,
+            dns_server: None,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(3600),
             half_close_timeout: Duration::from_secs(300),
@@ -222,7 +238,7 @@ impl Proxy {
         let max = config.max_connections.clamp(1, u32::MAX as usize).min(Semaphore::MAX_PERMITS);
         let metrics = Metrics::new();
         metrics.max.set(i64::try_from(max).unwrap_or(i64::MAX));
-        let registry = live::Registry::default();
+        let registry = live::Registry::new(resolve::Resolver::new(config.dns_server), &metrics);
         let empty =
             live::Installed::build(Arc::new(RoutingTable::default()), &config, &metrics, &registry);
         let (cut, _) = watch::channel(false);
@@ -350,6 +366,13 @@ impl Proxy {
         &self.inner.metrics
     }
 
+    /// Every backend's endpoints with their health, for the `/status` view: a list of
+    /// `{backend, endpoints: [{address, healthy, connections, ejectedForMs?, failedConnects?,
+    /// activeCheck?}]}`, in name order.
+    pub fn backend_health(&self) -> serde_json::Value {
+        self.inner.registry.health_view()
+    }
+
     /// The metrics exposition, with the gauges read now.
     pub fn metrics_text(&self) -> String {
         let m = &self.inner.metrics;
@@ -357,6 +380,7 @@ impl Proxy {
         if let Some(log) = &self.inner.access_log {
             m.access_log_dropped(log.dropped());
         }
+        self.inner.registry.refresh_health();
         m.encode()
     }
 

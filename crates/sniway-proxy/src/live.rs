@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -23,7 +23,11 @@ use sniway_model::{
     RoutingTable, SocketTable, normalize,
 };
 
+use sniway_model::BackendSettings;
+
+use crate::health::{BackendHealth, EndpointState, HealthMetrics};
 use crate::metrics::{BackendMetrics, Metrics, PathLabels, PathMetrics, SocketMetrics};
+use crate::resolve::Resolver;
 use crate::{Keepalive, ProxyConfig};
 
 /// A routing table with the data plane's state for it.
@@ -42,6 +46,7 @@ impl Installed {
         metrics: &Metrics,
         registry: &Registry,
     ) -> Installed {
+        registry.next_generation();
         let sockets =
             table.sockets.iter().map(|s| LiveSocket::build(s, config, metrics, registry)).collect();
         registry.prune();
@@ -202,7 +207,7 @@ impl LiveListener {
         for (host, r) in l.routes.entries() {
             routes.insert_first(
                 host.as_ref(),
-                Arc::new(LiveRoute::build(&label, r, metrics, registry)),
+                Arc::new(LiveRoute::build(&label, r, config, metrics, registry)),
             );
         }
         LiveListener {
@@ -245,7 +250,7 @@ fn merge_keepalive(
 pub(crate) struct LiveRoute {
     /// Which rule.
     pub id: RouteId,
-    /// Sum of the weights; 0 refuses every connection.
+    /// Sum of the weights of the primary (non-fallback) backends; 0 refuses every connection.
     pub total_weight: u64,
     /// Backends in the model's order.
     pub backends: Vec<LiveBackend>,
@@ -254,7 +259,13 @@ pub(crate) struct LiveRoute {
 }
 
 impl LiveRoute {
-    fn build(listener: &str, r: &Route, metrics: &Metrics, registry: &Registry) -> LiveRoute {
+    fn build(
+        listener: &str,
+        r: &Route,
+        config: &ProxyConfig,
+        metrics: &Metrics,
+        registry: &Registry,
+    ) -> LiveRoute {
         let route = r.id.to_string();
         let backends = r
             .backends
@@ -273,26 +284,37 @@ impl LiveRoute {
                     route: route.clone(),
                     backend: name.to_string(),
                 };
+                let state = registry.backend(name, metrics);
+                let endpoints = registry.endpoints(&state, &wb.settings, &target);
                 LiveBackend {
                     weight: wb.weight,
                     target,
-                    state: registry.backend(name, metrics),
+                    endpoints,
+                    settings: Arc::clone(&wb.settings),
+                    max_connections: wb
+                        .settings
+                        .max_connections
+                        .unwrap_or(config.max_backend_connections),
+                    state,
                     path: PathMetrics::new(metrics, labels),
                 }
             })
             .collect();
+        let total_weight =
+            r.backends.iter().filter(|b| !b.settings.fallback).map(|b| u64::from(b.weight)).sum();
         LiveRoute {
             id: r.id.clone(),
-            total_weight: r.total_weight(),
+            total_weight,
             backends,
             unrouted: PathLabels { listener: listener.to_string(), route, backend: String::new() },
         }
     }
 
-    /// The backend for a uniform roll in `0..total_weight`; weight-0 backends are never picked.
-    pub fn pick(&self, roll: u64) -> Option<&LiveBackend> {
-        let weights = self.backends.iter().map(|b| b.weight);
-        sniway_model::table::pick_weighted(weights, roll).map(|i| &self.backends[i])
+    /// The index of the backend for a uniform roll in `0..total_weight`; weight-0 and fallback
+    /// backends are never picked.
+    pub fn pick(&self, roll: u64) -> Option<usize> {
+        let weights = self.backends.iter().map(|b| if b.settings.fallback { 0 } else { b.weight });
+        sniway_model::table::pick_weighted(weights, roll)
     }
 }
 
@@ -317,6 +339,12 @@ pub(crate) struct LiveBackend {
     pub weight: u32,
     /// Where to connect.
     pub target: Target,
+    /// The states of the fixed endpoints (`Target::Endpoints`), in the same order.
+    pub endpoints: Vec<Arc<EndpointState>>,
+    /// The backend's policy.
+    pub settings: Arc<BackendSettings>,
+    /// Open connections at once; zero: unlimited.
+    pub max_connections: u32,
     /// State kept across tables.
     pub state: Arc<BackendState>,
     /// Metric handles of (listener, route, this backend).
@@ -343,16 +371,80 @@ pub(crate) struct BackendState {
     pub cursor: AtomicUsize,
     /// Metric handles.
     pub metrics: BackendMetrics,
+    /// Its endpoints' health, and its active checker.
+    pub health: BackendHealth,
 }
 
 /// State that outlives tables, by identity.
-#[derive(Default)]
 pub(crate) struct Registry {
     listeners: Mutex<HashMap<ListenerId, Weak<ListenerState>>>,
     backends: Mutex<HashMap<String, Weak<BackendState>>>,
+    /// The table being built (counts installs), to forget endpoints a new table drops.
+    generation: AtomicU64,
+    /// The shared DNS resolver.
+    pub resolver: Resolver,
+    health: Arc<HealthMetrics>,
 }
 
 impl Registry {
+    /// An empty registry.
+    pub fn new(resolver: Resolver, metrics: &Metrics) -> Registry {
+        Registry {
+            listeners: Mutex::default(),
+            backends: Mutex::default(),
+            generation: AtomicU64::new(0),
+            resolver,
+            health: HealthMetrics::new(metrics),
+        }
+    }
+
+    fn next_generation(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The endpoint states of `target` for the table being built, and what the table says
+    /// about the backend; starts its active checker when its policy asks for one.
+    fn endpoints(
+        &self,
+        state: &Arc<BackendState>,
+        settings: &Arc<BackendSettings>,
+        target: &Target,
+    ) -> Vec<Arc<EndpointState>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let (dns, endpoints) = match target {
+            Target::Endpoints(addrs) => (None, state.health.fixed(addrs, generation)),
+            Target::Dns { host, port } => (Some((host.clone(), *port)), Vec::new()),
+            Target::Invalid(_) => (None, Vec::new()),
+        };
+        state.health.update(settings, dns);
+        crate::health::ensure_checker(Arc::downgrade(state), &state.health, &self.resolver);
+        endpoints
+    }
+
+    fn live_backends(&self) -> Vec<Arc<BackendState>> {
+        let map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = map.values().filter_map(Weak::upgrade).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Brings the endpoint health gauges up to date.
+    pub fn refresh_health(&self) {
+        for b in self.live_backends() {
+            b.health.refresh();
+        }
+    }
+
+    /// Every backend's endpoints and their health.
+    pub fn health_view(&self) -> serde_json::Value {
+        let list = self
+            .live_backends()
+            .iter()
+            .map(|b| serde_json::json!({ "backend": b.name, "endpoints": b.health.view() }))
+            .collect();
+        serde_json::Value::Array(list)
+    }
+
     /// The state of listener `id`, shared with earlier tables that have it.
     fn listener(&self, id: &ListenerId) -> Arc<ListenerState> {
         let mut map = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
@@ -375,6 +467,7 @@ impl Registry {
             active: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
             metrics: BackendMetrics::new(metrics, name),
+            health: BackendHealth::new(name, Arc::clone(&self.health)),
         });
         map.insert(name.to_string(), Arc::downgrade(&s));
         s
@@ -387,6 +480,10 @@ impl Registry {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, w| w.strong_count() > 0);
         self.backends.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, w| w.strong_count() > 0);
+        let generation = self.generation.load(Ordering::Acquire);
+        for b in self.live_backends() {
+            b.health.prune(generation);
+        }
     }
 }
 

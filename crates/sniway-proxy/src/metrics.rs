@@ -49,6 +49,11 @@ pub const NAMES: &[(&str, &str)] = &[
     ("sniway_reloads_total", "counter"),
     ("sniway_config_last_reload_successful", "gauge"),
     ("sniway_access_log_dropped_total", "counter"),
+    ("sniway_backend_endpoint_healthy", "gauge"),
+    ("sniway_backend_ejections_total", "counter"),
+    ("sniway_backend_health_checks_total", "counter"),
+    ("sniway_backend_failovers_total", "counter"),
+    ("sniway_backend_fallback_connections_total", "counter"),
 ];
 
 /// The exposed name of every metric of a controller that serves no data plane
@@ -155,6 +160,24 @@ pub struct BackendReasonLabels {
 /// `{result}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// `{backend, endpoint}`: one endpoint of a backend.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// The backend's display name.
+    pub backend: String,
+    /// The endpoint's address and port.
+    pub endpoint: String,
+}
+
+/// `{backend, result}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendResultLabels {
+    /// The backend's display name.
+    pub backend: String,
     /// `success` or `failure`.
     pub result: &'static str,
 }
@@ -284,6 +307,11 @@ pub struct Metrics {
     pub(crate) connect_duration: Histograms<BackendLabels>,
     pub(crate) handshakes: Family<HandshakeLabels, Counter>,
     pub(crate) handshake_failures: Family<ListenerReasonLabels, Counter>,
+    pub(crate) endpoint_healthy: Family<EndpointLabels, Gauge>,
+    pub(crate) ejections: Family<EndpointLabels, Counter>,
+    pub(crate) health_checks: Family<BackendResultLabels, Counter>,
+    pub(crate) failovers: Family<BackendLabels, Counter>,
+    pub(crate) fallbacks: Family<BackendLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     reload_ok: Gauge,
     access_log_dropped: Counter,
@@ -311,6 +339,11 @@ impl Metrics {
             connect_duration: Family::new_with_constructor(latency),
             handshakes: Family::default(),
             handshake_failures: Family::default(),
+            endpoint_healthy: Family::default(),
+            ejections: Family::default(),
+            health_checks: Family::default(),
+            failovers: Family::default(),
+            fallbacks: Family::default(),
             reloads: Family::default(),
             reload_ok: Gauge::default(),
             access_log_dropped: Counter::default(),
@@ -366,7 +399,8 @@ impl Metrics {
             "sniway_connections_closed",
             "Routed connections ended, by reason: completed (both sides finished), client_io, \
              backend_io, idle_timeout, half_close_timeout, max_lifetime, drained, connect, \
-             resolve, invalid_backend, no_endpoints, no_backend, limit_backend, tls_handshake, \
+             resolve, invalid_backend, no_endpoints, unhealthy, failover (counted on the \
+             backend first chosen when another one served the connection), no_backend, limit_backend, tls_handshake, \
              tls_handshake_timeout, no_certificate, tls_config",
             m.closed.clone(),
         );
@@ -431,6 +465,34 @@ impl Metrics {
             "sniway_access_log_dropped",
             "Access log lines dropped because the writer fell behind",
             m.access_log_dropped.clone(),
+        );
+        r.register(
+            "sniway_backend_endpoint_healthy",
+            "1 while a backend endpoint takes new connections, 0 while it is ejected (failed \
+             connects) or failed by active health checks",
+            m.endpoint_healthy.clone(),
+        );
+        r.register(
+            "sniway_backend_ejections",
+            "Endpoints ejected after consecutive failed connects (passive health)",
+            m.ejections.clone(),
+        );
+        r.register(
+            "sniway_backend_health_checks",
+            "Active health checks of backend endpoints, by result: success or failure",
+            m.health_checks.clone(),
+        );
+        r.register(
+            "sniway_backend_failovers",
+            "Connect attempts made on another endpoint after a failed one, per backend of the \
+             failed attempt",
+            m.failovers.clone(),
+        );
+        r.register(
+            "sniway_backend_fallback_connections",
+            "Connections sent to a fallback backend because no primary endpoint of the route \
+             was usable",
+            m.fallbacks.clone(),
         );
         m.reload_ok.set(1);
         Metrics { registry, ..m }
@@ -583,6 +645,14 @@ mod tests {
             .get_or_create(&ListenerReasonLabels { listener: "l".into(), reason: "error" })
             .inc();
         m.reload(true);
+        let e = EndpointLabels { backend: "b".into(), endpoint: "127.0.0.1:1".into() };
+        m.endpoint_healthy.get_or_create(&e).set(1);
+        m.ejections.get_or_create(&e).inc();
+        m.health_checks
+            .get_or_create(&BackendResultLabels { backend: "b".into(), result: "success" })
+            .inc();
+        m.failovers.get_or_create(&BackendLabels { backend: "b".into() }).inc();
+        m.fallbacks.get_or_create(&BackendLabels { backend: "b".into() }).inc();
         let text = m.encode();
         for (name, kind) in NAMES {
             let family = name.trim_end_matches("_total").trim_end_matches("_info");

@@ -1,41 +1,60 @@
-//! Chooses a backend for a connection and connects to it.
+//! Chooses a backend for a connection and connects to it, failing over to other endpoints and
+//! backends.
 //!
 //! Gateway API `BackendRef.weight` (digest `gateway-api-tls.md` §4): "Each backend gets
 //! weight/sum; weights are not percentages", "0 means no traffic to that entry", and weighting
 //! "applies per connection". For invalid or missing backends, or a Service with no endpoints:
 //! "actively reject the connection. Rejections are weighted (80% invalid weight means 80% of
-//! connections refused)". So the choice is a uniform roll over the sum of the weights, and landing
-//! on an unusable backend refuses the connection rather than rolling again. A route whose weights
-//! are all 0 refuses every connection.
+//! connections refused)". So the choice is a uniform roll over the sum of the weights of the
+//! primary backends (those not marked `fallback` by a `BackendPolicy`), and landing on an
+//! unusable backend refuses the connection rather than rolling again or failing over. A route
+//! whose weights are all 0 refuses every connection.
 //!
-//! Within a backend, endpoints are taken round-robin through the backend's cursor, which is kept
-//! across tables (`live.rs`).
+//! Within a backend, an endpoint is chosen by the backend's load balancer (`balance.rs`) among
+//! its usable endpoints (not ejected, not failed by active checks; `health.rs`).
 //!
-//! Connecting: the whole phase (DNS resolution and connect attempts) runs under one
-//! `connect_timeout`, so a client waits at most its hello deadline plus this. If the first
-//! endpoint fails before the deadline (typically "connection refused" from a pod that just went
-//! away), the next endpoint of the same backend is tried once with the time that remains. The
-//! first bytes for the backend (a passthrough connection's replay) go out as soon as the
-//! connection exists (`connect_one`). Each attempt is counted per backend, with its time when it
-//! succeeds and its reason when it fails.
-//! Health checking and failover across backends are not done here (a later issue).
+//! Connecting tries at most `failover.attempts` endpoints (default 3), each within its backend's
+//! `connectTimeout`, all within the chosen backend's attempts x `connectTimeout`. Refused,
+//! unreachable and timed-out connects all fail over, in this order, each endpoint at most once:
+//!
+//! 1. another usable endpoint of the chosen backend;
+//! 2. a usable endpoint of another primary backend of the route with weight above 0, in the
+//!    route's order from the chosen one;
+//! 3. once no usable primary endpoint is left (every one unhealthy, or tried by this
+//!    connection), a usable endpoint of a fallback backend (whatever its weight), counted as
+//!    fallback use; fallback backends give the traffic back as soon as a primary endpoint is
+//!    usable again;
+//! 4. with none, each primary backend whose policy says `whenAllUnhealthy: FailOpen` (the
+//!    default) offers its unhealthy endpoints anyway; with `Refuse` it offers none, and a
+//!    connection that found nothing is refused.
+//!
+//! The first bytes for the backend (a passthrough connection's buffered ClientHello) are sent on
+//! each attempt's new socket as soon as it is connected (`connect_one`), so a failed attempt
+//! costs the client nothing but time. Each attempt is counted per backend, with its time when it
+//! succeeds and its reason when it fails; its result feeds the endpoint's passive health.
+//! Backends named by DNS are resolved through the shared resolver (`resolve.rs`), which keeps
+//! answers for their TTL.
+//!
+//! On the common path (the first endpoint chosen is usable and accepts) a connect allocates
+//! nothing and takes no lock beyond what the socket needs: the pick is atomic loads, and the
+//! list of tried endpoints is only allocated after a failure.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
 
 use rustix::io::Errno;
+use sniway_model::settings::WhenAllUnhealthy;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::Keepalive;
 use crate::error::ConnError;
-use crate::live::{BackendState, Target};
-use crate::metrics::{BackendReasonLabels, Metrics};
-
-/// At most this many endpoints are tried per connection.
-pub const MAX_ATTEMPTS: usize = 2;
+use crate::health::{EndpointGuard, EndpointState};
+use crate::live::{LiveBackend, LiveRoute, Target};
+use crate::metrics::{BackendLabels, BackendReasonLabels};
+use crate::{Inner, Keepalive};
 
 /// A connected backend stream.
 #[derive(Debug)]
@@ -46,80 +65,168 @@ pub struct Connected {
     pub addr: SocketAddr,
     /// How many of the first bytes asked for were sent while connecting.
     pub sent: usize,
+    /// The index in the route of the backend that took the connection.
+    pub(crate) backend: usize,
+    /// Counts the connection on its endpoint while it lives.
+    pub(crate) endpoint: EndpointGuard,
 }
 
-/// Connects to one endpoint of `target` (the backend `state`) and sends what of `first` the new
-/// socket takes at once ([`Connected::sent`]; see `connect_one`).
+/// Which endpoints a step of the failover order takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// Usable ones only.
+    Usable,
+    /// Any (fail open).
+    Any,
+}
+
+/// Connects a connection whose weighted choice fell on `route.backends[chosen]`, failing over
+/// as the module says, and sends what of `first` the new socket takes at once
+/// ([`Connected::sent`]).
 pub(crate) async fn connect(
-    target: &Target,
-    state: &BackendState,
-    connect_timeout: Duration,
+    inner: &Inner,
+    route: &LiveRoute,
+    chosen: usize,
     first: &[u8],
     keepalive: Option<Keepalive>,
-    metrics: &Metrics,
 ) -> Result<Connected, ConnError> {
-    let deadline = Instant::now() + connect_timeout;
-    let name = &state.name;
-    let fail = |reason: &'static str| {
-        let labels = BackendReasonLabels { backend: name.clone(), reason };
-        metrics.connect_failures.get_or_create(&labels).inc();
-    };
-    let candidates: Vec<SocketAddr> = match target {
+    let b = &route.backends[chosen];
+    match &b.target {
         Target::Invalid(reason) => {
             return Err(ConnError::InvalidBackend {
-                backend: name.clone(),
+                backend: b.state.name.clone(),
                 reason: reason.clone(),
             });
         }
-        Target::Endpoints(addrs) => {
-            if addrs.is_empty() {
-                return Err(ConnError::NoEndpoints { backend: name.clone() });
-            }
-            let first =
-                state.cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % addrs.len();
-            (0..addrs.len().min(MAX_ATTEMPTS)).map(|i| addrs[(first + i) % addrs.len()]).collect()
+        Target::Endpoints(addrs) if addrs.is_empty() => {
+            return Err(ConnError::NoEndpoints { backend: b.state.name.clone() });
         }
-        Target::Dns { host, port } => {
-            let resolved =
-                tokio::time::timeout_at(deadline, tokio::net::lookup_host((host.as_str(), *port)))
-                    .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "resolution timed out"))
-                    .and_then(|r| r);
-            let addrs = match resolved {
-                Ok(addrs) => addrs.take(MAX_ATTEMPTS).collect::<Vec<_>>(),
-                Err(source) => {
-                    fail("resolve");
-                    return Err(ConnError::Resolve { host: host.clone(), source });
-                }
-            };
-            if addrs.is_empty() {
-                return Err(ConnError::NoEndpoints { backend: name.clone() });
-            }
-            addrs
+        _ => {}
+    }
+    let config = &inner.config;
+    let attempts = b.settings.failover_attempts.unwrap_or(config.failover_attempts).max(1);
+    let per_attempt = b.settings.connect_timeout.unwrap_or(config.connect_timeout);
+    let deadline = Instant::now() + per_attempt.saturating_mul(attempts);
+    let mut tried: Vec<(usize, SocketAddr)> = Vec::new();
+    let mut last: Option<ConnError> = None;
+    for _ in 0..attempts {
+        let Some((i, ep)) = next(inner, route, chosen, &tried, &mut last).await else { break };
+        let backend = &route.backends[i];
+        let timeout = backend.settings.connect_timeout.unwrap_or(config.connect_timeout);
+        let until = (Instant::now() + timeout).min(deadline);
+        backend.state.metrics.attempts.inc();
+        if let Some(&(failed, _)) = tried.last() {
+            let labels = BackendLabels { backend: route.backends[failed].state.name.clone() };
+            inner.metrics.failovers.get_or_create(&labels).inc();
         }
-    };
-    let mut last = None;
-    for addr in candidates {
-        state.metrics.attempts.inc();
         let started = Instant::now();
-        match connect_one(addr, deadline, first, keepalive).await {
+        match connect_one(ep.addr, until, first, keepalive).await {
             Ok((stream, sent)) => {
-                state.metrics.connect_duration.observe(started.elapsed().as_secs_f64());
-                return Ok(Connected { stream, addr, sent });
+                ep.connect_succeeded();
+                backend.state.metrics.connect_duration.observe(started.elapsed().as_secs_f64());
+                if backend.settings.fallback {
+                    let labels = BackendLabels { backend: backend.state.name.clone() };
+                    inner.metrics.fallbacks.get_or_create(&labels).inc();
+                }
+                let addr = ep.addr;
+                return Ok(Connected {
+                    stream,
+                    addr,
+                    sent,
+                    backend: i,
+                    endpoint: EndpointGuard::new(ep),
+                });
             }
             Err(source) => {
-                tracing::debug!(backend = %name, %addr, error = %source, "connect failed");
-                fail(failure_reason(&source));
-                let timed_out = source.kind() == io::ErrorKind::TimedOut;
-                last = Some(ConnError::Connect { addr, source });
-                if timed_out {
+                let name = &backend.state.name;
+                tracing::debug!(backend = %name, addr = %ep.addr, error = %source, "connect failed");
+                failed(inner, name, failure_reason(&source));
+                let passive = backend.settings.passive_health.unwrap_or(config.passive_health);
+                ep.connect_failed(&passive);
+                tried.push((i, ep.addr));
+                last = Some(ConnError::Connect { addr: ep.addr, source });
+                if Instant::now() >= deadline {
                     break;
                 }
             }
         }
     }
-    // `candidates` is never empty, so `last` is set.
-    Err(last.unwrap_or_else(|| ConnError::NoEndpoints { backend: name.clone() }))
+    Err(last.unwrap_or_else(|| ConnError::Unhealthy { backend: b.state.name.clone() }))
+}
+
+fn failed(inner: &Inner, backend: &str, reason: &'static str) {
+    let labels = BackendReasonLabels { backend: backend.to_string(), reason };
+    inner.metrics.connect_failures.get_or_create(&labels).inc();
+}
+
+/// Whether `b` takes traffic as a primary (not a fallback, weight above 0).
+fn primary(b: &LiveBackend) -> bool {
+    !b.settings.fallback && b.weight > 0
+}
+
+/// The next endpoint to try, in the failover order.
+async fn next(
+    inner: &Inner,
+    route: &LiveRoute,
+    chosen: usize,
+    tried: &[(usize, SocketAddr)],
+    last: &mut Option<ConnError>,
+) -> Option<(usize, Arc<EndpointState>)> {
+    let n = route.backends.len();
+    let others = || (1..n).map(move |k| (chosen + k) % n);
+    if let Some(ep) = endpoint_of(inner, route, chosen, tried, Health::Usable, last).await {
+        return Some((chosen, ep));
+    }
+    for i in others().filter(|&i| primary(&route.backends[i])) {
+        if let Some(ep) = endpoint_of(inner, route, i, tried, Health::Usable, last).await {
+            return Some((i, ep));
+        }
+    }
+    for i in (0..n).filter(|&i| route.backends[i].settings.fallback) {
+        if let Some(ep) = endpoint_of(inner, route, i, tried, Health::Usable, last).await {
+            return Some((i, ep));
+        }
+    }
+    for i in std::iter::once(chosen).chain(others().filter(|&i| primary(&route.backends[i]))) {
+        let b = &route.backends[i];
+        if b.settings.when_all_unhealthy.unwrap_or_default() == WhenAllUnhealthy::FailOpen
+            && let Some(ep) = endpoint_of(inner, route, i, tried, Health::Any, last).await
+        {
+            return Some((i, ep));
+        }
+    }
+    None
+}
+
+/// An endpoint of `route.backends[i]` not yet tried, by the backend's load balancer.
+async fn endpoint_of(
+    inner: &Inner,
+    route: &LiveRoute,
+    i: usize,
+    tried: &[(usize, SocketAddr)],
+    health: Health,
+    last: &mut Option<ConnError>,
+) -> Option<Arc<EndpointState>> {
+    let b = &route.backends[i];
+    let endpoints: Cow<'_, [Arc<EndpointState>]> = match &b.target {
+        Target::Invalid(_) => return None,
+        Target::Endpoints(_) => Cow::Borrowed(&b.endpoints),
+        Target::Dns { host, port } => match inner.registry.resolver.resolve(host, *port).await {
+            Ok(addrs) => Cow::Owned(b.state.health.resolved(&addrs)),
+            Err(source) => {
+                tracing::debug!(backend = %b.state.name, %host, error = %source, "resolving failed");
+                failed(inner, &b.state.name, "resolve");
+                *last = Some(ConnError::Resolve { host: host.clone(), source });
+                return None;
+            }
+        },
+    };
+    let lb = b.settings.load_balancer.unwrap_or_default();
+    let eligible = |e: &EndpointState| {
+        (health == Health::Any || e.usable()) && !tried.iter().any(|&(t, a)| t == i && a == e.addr)
+    };
+    crate::balance::pick(lb, &endpoints, &b.state.cursor, eligible)
+        .map(|k| Arc::clone(&endpoints[k]))
 }
 
 /// The `reason` label of a failed attempt.
