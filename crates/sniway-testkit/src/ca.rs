@@ -34,6 +34,11 @@ impl TestCa {
         self.issuer.der().clone()
     }
 
+    /// The CA certificate in PEM, as a `ca.crt` holds it.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
     /// A leaf certificate for `names` (DNS SANs), as the gateway serves it: chain and key.
     pub fn leaf(&self, names: &[&str]) -> (CertificateDer<'static>, Arc<CertifiedKey>) {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();

@@ -4,6 +4,7 @@
 //!   rustls client ([`rustls_client_hello`]), and TLS record framing.
 //! - [`ca`]: a test certificate authority (rcgen) issuing leaves as rustls [`CertifiedKey`]s,
 //!   and rustls server and client configurations around them.
+//! - [`dns`]: a tiny DNS server on loopback that answers `A` questions and counts them.
 //! - [`apiserver`]: a simulated Kubernetes API server for controller tests, reached through a
 //!   real `kube::Client`.
 //!
@@ -13,6 +14,7 @@
 
 pub mod apiserver;
 pub mod ca;
+pub mod dns;
 pub mod hello;
 
 pub use ca::{
