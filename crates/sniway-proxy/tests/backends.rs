@@ -89,6 +89,13 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("{what}: not within {WAIT:?}");
 }
 
+/// An address where nothing listens, on 127.0.0.3, where no other test binds (a port freed on
+/// 127.0.0.1 may be taken again by a test running beside this one).
+async fn closed_port() -> SocketAddr {
+    let addr = dead_addr().await;
+    SocketAddr::new([127, 0, 0, 3].into(), addr.port())
+}
+
 /// An echo backend (as `echo_backend`) on `addr` whose listening socket closes when the
 /// returned task is aborted.
 async fn stoppable_echo(name: &str, addr: SocketAddr) -> (SocketAddr, JoinHandle<()>) {
@@ -144,7 +151,7 @@ fn blackhole() -> (SocketAddr, Vec<std::net::TcpStream>, socket2::Socket) {
 
 #[tokio::test]
 async fn a_failed_connect_is_retried_on_the_next_endpoint_with_the_hello_replayed() {
-    let dead = dead_addr().await;
+    let dead = closed_port().await;
     let live = echo_backend("live").await;
     let r = start(table(vec![backend("b", 1, &[dead, live], Default::default())])).await;
     for i in 0..8 {
@@ -155,7 +162,7 @@ async fn a_failed_connect_is_retried_on_the_next_endpoint_with_the_hello_replaye
 
 #[tokio::test]
 async fn consecutive_failed_connects_eject_an_endpoint_and_no_later_connection_tries_it() {
-    let dead = dead_addr().await;
+    let dead = closed_port().await;
     let live = echo_backend("live").await;
     let r = start(table(vec![backend("b", 1, &[dead, live], Default::default())])).await;
     for _ in 0..20 {
@@ -190,7 +197,7 @@ async fn a_blackholed_endpoint_times_out_once_per_attempt_and_every_connection_s
 
 #[tokio::test]
 async fn failover_moves_to_another_backend_of_the_route_when_every_endpoint_fails() {
-    let dead = dead_addr().await;
+    let dead = closed_port().await;
     let other = echo_backend("other").await;
     let r = start(table(vec![
         backend("first", 1, &[dead], Default::default()),
@@ -221,7 +228,7 @@ async fn an_invalid_backend_keeps_its_share_refused_without_failover() {
 
 #[tokio::test]
 async fn weight_zero_without_fallback_never_gets_traffic() {
-    let dead = dead_addr().await;
+    let dead = closed_port().await;
     let spare = echo_backend("spare").await;
     let r = start(table(vec![
         backend("primary", 1, &[dead], Default::default()),
@@ -238,7 +245,7 @@ async fn weight_zero_without_fallback_never_gets_traffic() {
 
 #[tokio::test]
 async fn the_fallback_backend_serves_only_while_the_primaries_are_down_and_gives_traffic_back() {
-    let primary_addr = dead_addr().await;
+    let primary_addr = closed_port().await;
     let backup = echo_backend("backup").await;
     let check = BackendSettings { active_health: Some(tcp_check(30)), ..Default::default() };
     let fallback = BackendSettings { fallback: true, ..Default::default() };
@@ -265,7 +272,7 @@ async fn the_fallback_backend_serves_only_while_the_primaries_are_down_and_gives
 
 #[tokio::test]
 async fn refuse_when_all_unhealthy_makes_no_attempt_and_fail_open_still_tries() {
-    let dead = dead_addr().await;
+    let dead = closed_port().await;
     let passive =
         PassiveHealthCheck { consecutive_failures: 1, ejection_time: Duration::from_secs(60) };
     let refuse = BackendSettings {
@@ -421,7 +428,7 @@ async fn round_robin_takes_endpoints_in_turn() {
 
 #[tokio::test]
 async fn endpoint_health_survives_a_reload_and_an_endpoint_that_leaves_forgets_it() {
-    let dead = dead_addr().await;
+    let dead = closed_port().await;
     let live = echo_backend("live").await;
     let passive =
         PassiveHealthCheck { consecutive_failures: 1, ejection_time: Duration::from_secs(300) };
