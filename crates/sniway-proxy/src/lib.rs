@@ -8,8 +8,13 @@
 //!                  Passthrough: connect -> replay + relay
 //!                  Terminate:   handshake -> connect -> plaintext relay
 //!   detect.rs    the ClientHello, however it arrives, into a bounded buffer under a deadline
-//!   upstream.rs  backend by weight, endpoint round-robin, connect under a timeout, the replay
-//!                sent as soon as the connection exists
+//!   upstream.rs  backend by weight, endpoint by the backend's balancer, connect under a
+//!                timeout per attempt, failover to other endpoints, backends and fallbacks, the
+//!                replay sent as soon as each attempt's connection exists
+//!   balance.rs   round-robin, least connections, power of two choices over usable endpoints
+//!   health.rs    endpoint state across tables: passive ejection with backoff, active TCP and
+//!                TLS checks (one task per backend)
+//!   resolve.rs   the shared DNS resolver (hickory), answers kept for their TTL
 //!   relay.rs     both ways, half-close aware, no buffer while idle
 //!   watchdog.rs  idle, half-close and lifetime deadlines and the drain cut, one timer
 //!   splice.rs    bulk bursts socket -> pipe -> socket, pooled pipes
@@ -45,8 +50,9 @@
 //!    apply here: beyond them the connection is closed at once.
 //! 4. Terminate only: complete the TLS handshake within `handshake_timeout`, the buffered hello
 //!    first (see [`terminate`]).
-//! 5. Choose a backend by weight (beyond its connection limit the connection is closed) and an
-//!    endpoint round-robin; connect under `connect_timeout`.
+//! 5. Choose a backend by weight among the primaries (beyond its connection limit the connection
+//!    is closed) and a usable endpoint by its balancer; connect under `connect_timeout`, failing
+//!    over to other endpoints, other backends, then fallback backends (see [`upstream`]).
 //! 6. Passthrough: replay every byte read so far (usually sent whole right after the connect),
 //!    then relay both ways until both directions have ended. Terminate: relay plaintext both
 //!    ways, half-close mapped to close_notify. The idle, half-close and lifetime deadlines end a
@@ -59,8 +65,7 @@
 //! shutdown the listening sockets close first, then live connections get up to the drain period,
 //! then the rest are cut with a reset and counted in the log.
 //!
-//! Known limits, left to later issues: health checks and failover across backends, PROXY
-//! protocol, client certificates.
+//! Known limits, left to later issues: client certificates.
 #![warn(missing_docs)]
 
 pub mod access_log;

@@ -75,9 +75,16 @@ pub struct ServeArgs {
     /// listener).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub handshake_timeout: Duration,
-    /// Longest wait to connect to a backend.
+    /// Longest wait for one connect attempt to a backend endpoint (a BackendPolicy's
+    /// `connectTimeout` overrides it); a connection tries up to 3 endpoints (`failover.attempts`)
+    /// within 3 times this.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
+    /// The DNS server (IP, or IP:PORT, port 53 by default) that resolves backends named by host
+    /// (ExternalName Services); default: the system's resolvers (/etc/resolv.conf). Answers are
+    /// kept for their TTL.
+    #[arg(long, value_parser = parse_dns_server, value_name = "ADDR")]
+    pub dns_server: Option<std::net::SocketAddr>,
     /// A connection with no byte either way for this long is closed with a reset (per listener;
     /// 0s: never).
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
@@ -321,9 +328,30 @@ fn init_logging() {
         .init();
 }
 
+/// `--dns-server`: an IP address with an optional port (53 by default).
+fn parse_dns_server(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+        return Ok(addr);
+    }
+    s.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?} is not an IP address or IP:PORT"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dns_server_is_an_ip_with_port_53_unless_given() {
+        assert_eq!(parse_dns_server("10.0.0.10").unwrap(), "10.0.0.10:53".parse().unwrap());
+        assert_eq!(parse_dns_server("127.0.0.1:5353").unwrap(), "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(parse_dns_server("[::1]:53").unwrap(), "[::1]:53".parse().unwrap());
+        assert_eq!(parse_dns_server("::1").unwrap(), "[::1]:53".parse().unwrap());
+        assert!(parse_dns_server("dns.example").is_err());
+    }
 
     #[test]
     fn durations_accept_common_units() {

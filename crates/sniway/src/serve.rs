@@ -53,6 +53,8 @@ pub fn proxy_config(args: &ServeArgs) -> ProxyConfig {
         max_listener_connections: args.max_listener_connections,
         max_backend_connections: args.max_backend_connections,
         max_client_connections: args.max_client_connections,
+        dns_server: args.dns_server,
+        ..ProxyConfig::default()
     }
 }
 
@@ -206,6 +208,8 @@ impl AdminState for Live {
             // every socket's bind result.
             map.insert("reload".into(), g.last.clone().unwrap_or(Value::Null));
             map.insert("sockets".into(), sockets_json(&self.proxy.sockets()));
+            // Every backend's endpoints with their health (ejections, active checks).
+            map.insert("backends".into(), self.proxy.backend_health());
         }
         list
     }

@@ -1,0 +1,203 @@
+//! Backends through the real binary: connect failover across a Service's endpoints when one is
+//! a closed port and one a blackholed address, passive ejection, and the health view in
+//! `/metrics` and `/status`.
+//!
+//! The blackholed address lives in a network namespace the test makes (as root, with iproute2):
+//! a veth pair whose far end, in the new namespace, has no address, so the gateway's ARP
+//! requests for it are never answered and every SYN is dropped; a connect to it waits out the
+//! connect timeout. Progress is counted through `/metrics`, never timed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::support::*;
+
+/// A network namespace with one end of a veth pair whose other end is here with `local`/30;
+/// the address after `local` is blackholed. Removed on drop.
+struct Blackhole {
+    netns: String,
+    link: String,
+    /// The unanswered address.
+    pub addr: IpAddr,
+}
+
+impl Blackhole {
+    fn new() -> Blackhole {
+        let id = std::process::id() % 10_000;
+        let netns = format!("sniway-bh-{id}");
+        let link = format!("snwbh{id}a");
+        let peer = format!("snwbh{id}b");
+        // A /30 out of 10.254.0.0/16, by process id, so that runs side by side do not share one.
+        let (hi, lo) = ((id / 64) % 256, (id % 64) * 4);
+        let local = format!("10.254.{hi}.{}", lo + 1);
+        let addr: IpAddr = format!("10.254.{hi}.{}", lo + 2).parse().unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .expect("iproute2 `ip` (scripts/test.sh installs it)");
+            assert!(
+                out.status.success(),
+                "ip {}: {} (the blackhole test runs as root)",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = Command::new("ip").args(["link", "del", &link]).output();
+        let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+        let bh = Blackhole { netns: netns.clone(), link: link.clone(), addr };
+        run(&["netns", "add", &netns]);
+        run(&["link", "add", &link, "type", "veth", "peer", "name", &peer]);
+        run(&["link", "set", &peer, "netns", &netns]);
+        run(&["addr", "add", &format!("{local}/30"), "dev", &link]);
+        run(&["link", "set", &link, "up"]);
+        run(&["-n", &netns, "link", "set", &peer, "up"]);
+        bh
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.link]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
+    }
+}
+
+/// A Service whose EndpointSlice lists `ips`, all on `target`.
+fn service_with(name: &str, target: u16, ips: &[IpAddr]) -> String {
+    let endpoints: String = ips
+        .iter()
+        .map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n"))
+        .collect();
+    format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+spec:
+  ports:
+  - name: tls
+    port: 443
+    targetPort: {target}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-1
+  labels:
+    kubernetes.io/service-name: {name}
+addressType: IPv4
+ports:
+- name: tls
+  port: {target}
+endpoints:
+{endpoints}"#
+    )
+}
+
+/// The sum of every sample of `name` whose labels include each of `want`.
+fn sum(body: &str, name: &str, want: &[&str]) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| want.iter().all(|w| l.contains(w)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A backend answering every connection with `NAME\n` and then what it reads.
+async fn named_echo(name: &'static str, listener: TcpListener) {
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                if w.write_all(format!("{name}\n").as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+        }
+    });
+}
+
+/// Sends a ClientHello for `sni` through the gateway and returns the first line the backend
+/// wrote, checking the hello reached it unchanged.
+async fn reached(gw: SocketAddr, hello: &[u8]) -> String {
+    let within = std::time::Duration::from_secs(20);
+    tokio::time::timeout(within, async {
+        let mut s = tokio::net::TcpStream::connect(gw).await.expect("connect to the gateway");
+        s.write_all(hello).await.unwrap();
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while s.read(&mut b).await.expect("read") == 1 && b[0] != b'\n' {
+            line.push(b[0]);
+        }
+        let mut echoed = vec![0u8; hello.len()];
+        s.read_exact(&mut echoed).await.expect("the hello echoed");
+        assert_eq!(echoed, hello, "the backend received the hello unchanged");
+        String::from_utf8(line).unwrap()
+    })
+    .await
+    .expect("answered in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_and_a_blackholed_endpoint_are_ejected_and_every_connection_succeeds() {
+    let blackhole = Blackhole::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap().port();
+    named_echo("live", listener).await;
+    // 127.0.0.3 on the live endpoint's port: nothing listens there (refused).
+    let closed: IpAddr = [127, 0, 0, 3].into();
+    let live: IpAddr = [127, 0, 0, 1].into();
+    let port = free_port();
+    let manifests = [
+        passthrough_gateway("gw", port),
+        route("app", "gw", &["app.example"], &[("app", 1)]),
+        service_with("app", target, &[closed, blackhole.addr, live]),
+    ]
+    .concat();
+    let gw = Gateway::start(&manifests, port, &["--connect-timeout", "1s"]);
+    let tls = Tls::new();
+    let hello = tls.client_hello("app.example");
+    const N: usize = 15;
+    for i in 0..N {
+        assert_eq!(reached(gw.addr, &hello).await, "live", "connection {i}");
+    }
+    let (code, body) = gw.get("/metrics");
+    assert_eq!(code, 200);
+    // Three failed connects eject each dead endpoint; after that no connection tries it, so none
+    // waits the connect timeout again.
+    let failures = "sniway_backend_connect_failures_total";
+    assert_eq!(sum(&body, failures, &["reason=\"refused\""]), 3.0, "{body}");
+    assert_eq!(sum(&body, failures, &["reason=\"timeout\""]), 3.0, "{body}");
+    let attempts = sum(&body, "sniway_backend_connect_attempts_total", &[]);
+    assert_eq!(attempts, (N + 6) as f64, "{body}");
+    assert_eq!(sum(&body, "sniway_backend_ejections_total", &[]), 2.0, "{body}");
+    let unhealthy = |ip: IpAddr| {
+        let e = format!("endpoint=\"{}\"", SocketAddr::new(ip, target));
+        sum(&body, "sniway_backend_endpoint_healthy", &[&e])
+    };
+    assert_eq!(unhealthy(closed), 0.0);
+    assert_eq!(unhealthy(blackhole.addr), 0.0);
+    assert_eq!(unhealthy(live), 1.0);
+    // `/status` shows the same.
+    let (code, status) = gw.get("/status");
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let endpoints = status["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["endpoints"].as_array().cloned().unwrap_or_default())
+        .collect::<Vec<_>>();
+    let healthy = |ip: IpAddr| {
+        let a = SocketAddr::new(ip, target).to_string();
+        endpoints.iter().find(|e| e["address"] == a.as_str()).map(|e| e["healthy"].clone())
+    };
+    assert_eq!(healthy(live), Some(serde_json::Value::Bool(true)), "{status}");
+    assert_eq!(healthy(closed), Some(serde_json::Value::Bool(false)), "{status}");
+    assert_eq!(healthy(blackhole.addr), Some(serde_json::Value::Bool(false)), "{status}");
+}
