@@ -675,7 +675,8 @@ fn socket_warnings(socket: &SocketTable, warnings: &mut Vec<String>) {
             })
             .collect();
         warnings.push(format!(
-            "socket {}: listeners disagree on proxyProtocol ({}); the PROXY header comes before              the ClientHello, so the port takes the strictest mode and trusts every listed CIDR",
+            "socket {}: listeners disagree on proxyProtocol ({}); the PROXY header comes before \
+             the ClientHello, so the port takes the strictest mode and trusts every listed CIDR",
             socket.addr,
             each.join("; ")
         ));
@@ -696,7 +697,8 @@ fn socket_warnings(socket: &SocketTable, warnings: &mut Vec<String>) {
                 None => "are closed (several listeners, none without hostname)".into(),
             };
             warnings.push(format!(
-                "listener {}: noSni {action:?} never applies: on socket {} clients without SNI                  {who}",
+                "listener {}: noSni {action:?} never applies: on socket {} clients without SNI \
+                 {who}",
                 l.id, socket.addr
             ));
         }
