@@ -524,4 +524,30 @@ mod tests {
             [("certs".to_string(), "b".to_string()), ("infra".to_string(), "a".to_string())]
         );
     }
+
+    #[test]
+    fn backend_policies_name_ca_config_maps_in_their_own_namespace() {
+        let mut store = Store::new(&[kinds::BACKEND_POLICY]);
+        let id = StreamId::Kind("BackendPolicy");
+        store.apply(&id, Event::Init);
+        let policy = json!({
+            "metadata": {"name": "p", "namespace": "apps"},
+            "spec": {"healthCheck": {"active": {"type": "TLS", "tls": {"caCertificateRefs": [
+                {"kind": "ConfigMap", "name": "ca"},
+                {"group": "", "kind": "ConfigMap", "name": "ca-2"},
+                {"kind": "Secret", "name": "not-a-config-map"},
+            ]}}}},
+        });
+        store.apply(&id, Event::InitApply(serde_json::from_value(policy).unwrap()));
+        store.apply(&id, Event::InitDone);
+        let refs: Vec<(String, String)> = store.config_map_refs().into_iter().collect();
+        assert_eq!(refs, [("apps".into(), "ca".into()), ("apps".into(), "ca-2".into())]);
+        // Their streams are apart from Secrets'.
+        store.add_named(kinds::CONFIG_MAP, "apps", "ca", 1);
+        assert_eq!(store.named_streams(kinds::CONFIG_MAP).len(), 1);
+        assert!(store.secret_streams().is_empty());
+        assert!(!store.ready(), "waits for the ConfigMap's list");
+        assert_eq!(store.remove_named(kinds::CONFIG_MAP, "apps", "ca"), Change::None);
+        assert!(store.ready());
+    }
 }
