@@ -8,7 +8,8 @@ need=()
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # The benchmark's smoke run and the demo test make network namespaces of their own (unshare,
-# ip); the keep-alive test reads sockets with ss (iproute2).
+# ip); the keep-alive test reads sockets with ss (iproute2); the backend failover test makes a
+# network namespace and a veth pair into it with ip (as root) for a blackholed endpoint.
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then

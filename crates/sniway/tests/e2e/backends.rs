@@ -1,5 +1,7 @@
 //! Backends through the real binary: connect failover across a Service's endpoints when one is
-//! a closed port and one a blackholed address, passive ejection, and the health view in
+//! a closed port and one a blackholed address, passive ejection, active TCP and TLS checks
+//! configured by a BackendPolicy (an endpoint killed and restarted; a backend with the wrong
+//! certificate), the fallback backend of the guide's weight-0 example, and the health view in
 //! `/metrics` and `/status`.
 //!
 //! The blackholed address lives in a network namespace the test makes (as root, with iproute2):
@@ -108,8 +110,9 @@ fn sum(body: &str, name: &str, want: &[&str]) -> f64 {
         .sum()
 }
 
-/// A backend answering every connection with `NAME\n` and then what it reads.
-async fn named_echo(name: &'static str, listener: TcpListener) {
+/// A backend answering every connection with `NAME\n` and then what it reads; aborting the
+/// task closes its listening socket (connections to it are then refused).
+async fn named_echo(name: &'static str, listener: TcpListener) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -119,7 +122,7 @@ async fn named_echo(name: &'static str, listener: TcpListener) {
                 }
             });
         }
-    });
+    })
 }
 
 /// Sends a ClientHello for `sni` through the gateway and returns the first line the backend
@@ -148,7 +151,7 @@ async fn a_closed_port_and_a_blackholed_endpoint_are_ejected_and_every_connectio
     let blackhole = Blackhole::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap().port();
-    named_echo("live", listener).await;
+    let _live = named_echo("live", listener).await;
     // 127.0.0.3 on the live endpoint's port: nothing listens there (refused).
     let closed: IpAddr = [127, 0, 0, 3].into();
     let live: IpAddr = [127, 0, 0, 1].into();
@@ -200,4 +203,193 @@ async fn a_closed_port_and_a_blackholed_endpoint_are_ejected_and_every_connectio
     assert_eq!(healthy(live), Some(serde_json::Value::Bool(true)), "{status}");
     assert_eq!(healthy(closed), Some(serde_json::Value::Bool(false)), "{status}");
     assert_eq!(healthy(blackhole.addr), Some(serde_json::Value::Bool(false)), "{status}");
+}
+
+/// A BackendPolicy for Service `svc` with `health` as its `healthCheck` and `extra` spec lines.
+fn backend_policy(name: &str, svc: &str, health: &str, extra: &str) -> String {
+    format!(
+        r#"---
+apiVersion: sniway.io/v1alpha1
+kind: BackendPolicy
+metadata:
+  name: {name}
+spec:
+  targetRefs:
+  - {{group: "", kind: Service, name: {svc}}}
+{health}{extra}"#
+    )
+}
+
+const FAST_TCP_CHECK: &str = "  healthCheck:
+    active: {type: TCP, interval: 100ms, timeout: 100ms, healthyThreshold: 1, unhealthyThreshold: 1}
+";
+
+/// Polls `/metrics` (bounded) until `cond` holds on it; returns that exposition.
+fn wait_metrics(gw: &Gateway, what: &str, cond: impl Fn(&str) -> bool) -> String {
+    for _ in 0..300 {
+        let (code, body) = gw.get("/metrics");
+        assert_eq!(code, 200);
+        if cond(&body) {
+            return body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{what}: not within 15 s\n{}", gw.log());
+}
+
+fn healthy_gauge(body: &str, endpoint: SocketAddr) -> Option<f64> {
+    let e = format!("endpoint=\"{endpoint}\"");
+    body.lines()
+        .find(|l| l.starts_with("sniway_backend_endpoint_healthy{") && l.contains(&e))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Binds `ip` on `port` (0: any), retrying briefly while a closed socket lets go of it.
+async fn bind(ip: [u8; 4], port: u16) -> TcpListener {
+    let addr = SocketAddr::from((ip, port));
+    for _ in 0..100 {
+        if let Ok(l) = TcpListener::bind(addr).await {
+            return l;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("cannot bind {addr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_killed_and_restarted_is_ejected_and_readmitted_by_active_checks() {
+    let a = bind([127, 0, 0, 1], 0).await;
+    let target = a.local_addr().unwrap().port();
+    let _a = named_echo("a", a).await;
+    let b_addr = SocketAddr::from(([127, 0, 0, 2], target));
+    let b = named_echo("b", bind([127, 0, 0, 2], target).await).await;
+    let port = free_port();
+    let manifests = [
+        passthrough_gateway("gw", port),
+        route("app", "gw", &["app.example"], &[("app", 1)]),
+        service_with("app", target, &[[127, 0, 0, 1].into(), [127, 0, 0, 2].into()]),
+        backend_policy("app-health", "app", FAST_TCP_CHECK, ""),
+    ]
+    .concat();
+    let gw = Gateway::start(&manifests, port, &[]);
+    let hello = Tls::new().client_hello("app.example");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(reached(gw.addr, &hello).await);
+    }
+    assert!(seen.contains(&"a".to_string()) && seen.contains(&"b".to_string()), "{seen:?}");
+    b.abort();
+    let body = wait_metrics(&gw, "b failed by checks", |m| healthy_gauge(m, b_addr) == Some(0.0));
+    let failed_before = sum(&body, "sniway_backend_connect_failures_total", &[]);
+    for _ in 0..8 {
+        assert_eq!(reached(gw.addr, &hello).await, "a");
+    }
+    let (_, body) = gw.get("/metrics");
+    assert_eq!(
+        sum(&body, "sniway_backend_connect_failures_total", &[]),
+        failed_before,
+        "no connection tried the endpoint the checks failed"
+    );
+    let _b = named_echo("b", bind([127, 0, 0, 2], target).await).await;
+    wait_metrics(&gw, "b readmitted", |m| healthy_gauge(m, b_addr) == Some(1.0));
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(reached(gw.addr, &hello).await);
+    }
+    assert!(seen.contains(&"b".to_string()), "b takes connections again: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fallback_backend_gets_traffic_only_while_the_primary_is_down() {
+    let primary = bind([127, 0, 0, 1], 0).await;
+    let primary_addr = primary.local_addr().unwrap();
+    let first = named_echo("primary", primary).await;
+    let backup = bind([127, 0, 0, 1], 0).await;
+    let backup_addr = backup.local_addr().unwrap();
+    let _backup = named_echo("backup", backup).await;
+    let port = free_port();
+    // The guide's example: the backup keeps weight 0 and is marked as a fallback.
+    let manifests = [
+        passthrough_gateway("gw", port),
+        route("app", "gw", &["app.example"], &[("app-primary", 100), ("app-backup", 0)]),
+        service("app-primary", 443, primary_addr),
+        service("app-backup", 443, backup_addr),
+        backend_policy("primary-health", "app-primary", FAST_TCP_CHECK, ""),
+        backend_policy("backup", "app-backup", "", "  fallback: true\n"),
+    ]
+    .concat();
+    let gw = Gateway::start(&manifests, port, &[]);
+    let hello = Tls::new().client_hello("app.example");
+    for _ in 0..5 {
+        assert_eq!(reached(gw.addr, &hello).await, "primary");
+    }
+    first.abort();
+    wait_metrics(&gw, "primary down", |m| healthy_gauge(m, primary_addr) == Some(0.0));
+    for _ in 0..5 {
+        assert_eq!(reached(gw.addr, &hello).await, "backup");
+    }
+    let _primary = named_echo("primary", bind([127, 0, 0, 1], primary_addr.port()).await).await;
+    wait_metrics(&gw, "primary back", |m| healthy_gauge(m, primary_addr) == Some(1.0));
+    for _ in 0..5 {
+        assert_eq!(reached(gw.addr, &hello).await, "primary", "the traffic is given back");
+    }
+    let (_, body) = gw.get("/metrics");
+    let fallback = sum(&body, "sniway_backend_fallback_connections_total", &[]);
+    assert_eq!(fallback, 5.0, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifying_tls_check_fails_a_backend_with_the_wrong_certificate() {
+    let tls = Tls::new();
+    let good = tls.backend("good", &["app.example"], sniway::demo::backend::Reply::Demo).await;
+    let target = good.addr.port();
+    let impostor_pki = sniway::demo::pki::Pki::new("another CA").unwrap();
+    let leaf = impostor_pki.leaf(&["app.example"]).unwrap();
+    let wrong_addr = SocketAddr::from(([127, 0, 0, 2], target));
+    let _wrong = sniway::demo::backend::start(
+        "wrong",
+        wrong_addr,
+        &leaf,
+        sniway::demo::backend::Reply::Demo,
+    )
+    .await
+    .unwrap();
+    let port = free_port();
+    let ca = tls.pki.ca_pem().replace('\n', "\n    ");
+    let check = "  healthCheck:
+    active:
+      type: TLS
+      interval: 100ms
+      timeout: 500ms
+      unhealthyThreshold: 1
+      tls: {sni: app.example, verify: true, caCertificateRefs: [{kind: ConfigMap, name: app-ca}]}
+";
+    let manifests = [
+        passthrough_gateway("gw", port),
+        route("app", "gw", &["app.example"], &[("app", 1)]),
+        service_with("app", target, &[[127, 0, 0, 1].into(), [127, 0, 0, 2].into()]),
+        backend_policy("app-tls", "app", check, ""),
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-ca\ndata:\n  ca.crt: |\n    {ca}\n"
+        ),
+    ]
+    .concat();
+    let gw = Gateway::start(&manifests, port, &[]);
+    let body = wait_metrics(&gw, "both checked", |m| {
+        sum(m, "sniway_backend_health_checks_total", &["result=\"failure\""]) >= 1.0
+            && sum(m, "sniway_backend_health_checks_total", &["result=\"success\""]) >= 1.0
+    });
+    assert_eq!(healthy_gauge(&body, good.addr), Some(1.0), "{body}");
+    assert_eq!(healthy_gauge(&body, wrong_addr), Some(0.0), "{body}");
+    for _ in 0..6 {
+        let answer = sniway::demo::client::https_get(
+            gw.addr,
+            "app.example",
+            tls.client.clone(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("every connection reaches the backend with the right certificate");
+        assert!(answer.body.contains("good"), "{}", answer.body);
+    }
 }
