@@ -393,3 +393,63 @@ async fn a_verifying_tls_check_fails_a_backend_with_the_wrong_certificate() {
         assert!(answer.body.contains("good"), "{}", answer.body);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_name_service_follows_its_dns_answer_once_the_ttl_has_passed() {
+    let one = bind([127, 0, 0, 1], 0).await;
+    let target = one.local_addr().unwrap().port();
+    let _one = named_echo("one", one).await;
+    let _two = named_echo("two", bind([127, 0, 0, 2], target).await).await;
+    let dns = sniway_testkit::dns::DnsServer::start([127, 0, 0, 1].into(), 2).await;
+    let port = free_port();
+    let manifests = [
+        passthrough_gateway("gw", port),
+        format!(
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata:
+  name: ext
+spec:
+  parentRefs:
+  - name: gw
+  hostnames: ["ext.example"]
+  rules:
+  - backendRefs:
+    - name: ext
+      port: {target}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: ext
+spec:
+  type: ExternalName
+  externalName: backend.test
+"#
+        ),
+    ]
+    .concat();
+    let server = dns.addr.to_string();
+    let gw = Gateway::start(&manifests, port, &["--dns-server", &server]);
+    let hello = Tls::new().client_hello("ext.example");
+    for _ in 0..5 {
+        assert_eq!(reached(gw.addr, &hello).await, "one");
+    }
+    assert_eq!(dns.queries(), 1, "one query for five connections");
+    dns.set_answer([127, 0, 0, 2].into());
+    assert_eq!(reached(gw.addr, &hello).await, "one", "the answer is kept for its TTL");
+    assert_eq!(dns.queries(), 1);
+    let mut switched = false;
+    for _ in 0..100 {
+        let before = dns.queries();
+        if reached(gw.addr, &hello).await == "two" {
+            assert_eq!(dns.queries(), before + 1, "the new answer came from a new query");
+            switched = true;
+            break;
+        }
+        assert_eq!(dns.queries(), 1, "the old answer only while it was cached");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(switched, "the changed answer was never followed");
+}
