@@ -33,7 +33,8 @@
 //! costs the client nothing but time. Each attempt is counted per backend, with its time when it
 //! succeeds and its reason when it fails; its result feeds the endpoint's passive health.
 //! Backends named by DNS are resolved through the shared resolver (`resolve.rs`), which keeps
-//! answers for their TTL.
+//! answers for their TTL; a name that does not resolve offers no endpoint (counted as a
+//! `resolve` failure), and the order moves on to the next backend.
 //!
 //! On the common path (the first endpoint chosen is usable and accepts) a connect allocates
 //! nothing and takes no lock beyond what the socket needs: the pick is atomic loads, and the

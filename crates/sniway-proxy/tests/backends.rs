@@ -513,3 +513,46 @@ async fn dns_backends_follow_a_changed_answer_after_its_ttl_and_not_before() {
     assert!(switched, "the new answer was never used");
     assert_eq!(dns.queries(), 2);
 }
+
+#[tokio::test]
+async fn a_policy_connect_timeout_and_attempts_bound_each_connection() {
+    let holes: Vec<_> = (0..3).map(|_| blackhole()).collect();
+    let addrs: Vec<SocketAddr> = holes.iter().map(|h| h.0).collect();
+    // The proxy's default would wait a minute per attempt; the policy's 200 ms applies.
+    let config = ProxyConfig { connect_timeout: Duration::from_secs(60), ..ProxyConfig::default() };
+    let s = BackendSettings {
+        connect_timeout: Some(Duration::from_millis(200)),
+        failover_attempts: Some(2),
+        passive_health: Some(PassiveHealthCheck {
+            consecutive_failures: 0,
+            ejection_time: Duration::from_secs(30),
+        }),
+        ..Default::default()
+    };
+    let r =
+        start_with(table(vec![backend("b", 1, &addrs, s)]), config, Duration::from_secs(1)).await;
+    for i in 1..=3 {
+        let mut c = connect(r.addr).await;
+        c.write_all(&sniway_testkit::hello("a.example")).await.unwrap();
+        assert_closed_silently(&mut c).await;
+        assert_eq!(attempts(&r, "b"), (2 * i) as f64, "two attempts per connection");
+        assert_eq!(failures(&r, "b", "timeout"), (2 * i) as f64);
+    }
+}
+
+#[tokio::test]
+async fn with_a_healthy_primary_the_fallback_backend_gets_nothing() {
+    let primary = echo_backend("primary").await;
+    let backup = echo_backend("backup").await;
+    let fallback = BackendSettings { fallback: true, ..Default::default() };
+    // Even with a weight of its own, a fallback backend is not in the weighted choice.
+    let r = start(table(vec![
+        backend("primary", 1, &[primary], Default::default()),
+        backend("backup", 5, &[backup], fallback),
+    ]))
+    .await;
+    for _ in 0..10 {
+        assert_eq!(which_backend(r.addr, "a.example").await, "primary");
+    }
+    assert_eq!(attempts(&r, "backup"), 0.0);
+}
