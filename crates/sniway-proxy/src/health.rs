@@ -439,13 +439,22 @@ async fn run_checker(owner: Weak<crate::live::BackendState>, resolver: Resolver)
             };
             let endpoints = match dns {
                 None => h.all(),
-                Some((host, port)) => match resolver.resolve(&host, port).await {
-                    Ok(addrs) => h.resolved(&addrs),
-                    Err(e) => {
-                        tracing::debug!(backend = %h.name, error = %e, "health check: resolving failed");
-                        Vec::new()
+                Some((host, port)) => {
+                    // Bounded like a check, so that a silent name server cannot stall the loop.
+                    let limit = check.timeout.max(Duration::from_secs(1));
+                    let resolved = tokio::time::timeout(limit, resolver.resolve(&host, port)).await;
+                    match resolved {
+                        Ok(Ok(addrs)) => h.resolved(&addrs),
+                        Ok(Err(e)) => {
+                            tracing::debug!(backend = %h.name, error = %e, "health check: resolving failed");
+                            Vec::new()
+                        }
+                        Err(_) => {
+                            tracing::debug!(backend = %h.name, "health check: resolving timed out");
+                            Vec::new()
+                        }
                     }
-                },
+                }
             };
             let labels = |result| BackendResultLabels { backend: h.name.clone(), result };
             let pass = h.metrics.checks.get_or_create_owned(&labels("success"));

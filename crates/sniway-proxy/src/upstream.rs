@@ -111,7 +111,8 @@ pub(crate) async fn connect(
     let mut tried: Vec<(usize, SocketAddr)> = Vec::new();
     let mut last: Option<ConnError> = None;
     for _ in 0..attempts {
-        let Some((i, ep)) = next(inner, route, chosen, &tried, &mut last).await else { break };
+        let found = next(inner, route, chosen, &tried, deadline, &mut last).await;
+        let Some((i, ep)) = found else { break };
         let backend = &route.backends[i];
         let timeout = backend.settings.connect_timeout.unwrap_or(config.connect_timeout);
         let until = (Instant::now() + timeout).min(deadline);
@@ -171,32 +172,49 @@ async fn next(
     route: &LiveRoute,
     chosen: usize,
     tried: &[(usize, SocketAddr)],
+    deadline: Instant,
     last: &mut Option<ConnError>,
 ) -> Option<(usize, Arc<EndpointState>)> {
     let n = route.backends.len();
     let others = || (1..n).map(move |k| (chosen + k) % n);
-    if let Some(ep) = endpoint_of(inner, route, chosen, tried, Health::Usable, last).await {
+    if let Some(ep) = endpoint_of(inner, route, chosen, tried, Health::Usable, deadline, last).await
+    {
         return Some((chosen, ep));
     }
     for i in others().filter(|&i| primary(&route.backends[i])) {
-        if let Some(ep) = endpoint_of(inner, route, i, tried, Health::Usable, last).await {
+        if let Some(ep) = endpoint_of(inner, route, i, tried, Health::Usable, deadline, last).await
+        {
             return Some((i, ep));
         }
     }
     for i in (0..n).filter(|&i| route.backends[i].settings.fallback) {
-        if let Some(ep) = endpoint_of(inner, route, i, tried, Health::Usable, last).await {
+        if let Some(ep) = endpoint_of(inner, route, i, tried, Health::Usable, deadline, last).await
+        {
             return Some((i, ep));
         }
     }
     for i in std::iter::once(chosen).chain(others().filter(|&i| primary(&route.backends[i]))) {
         let b = &route.backends[i];
         if b.settings.when_all_unhealthy.unwrap_or_default() == WhenAllUnhealthy::FailOpen
-            && let Some(ep) = endpoint_of(inner, route, i, tried, Health::Any, last).await
+            && let Some(ep) = endpoint_of(inner, route, i, tried, Health::Any, deadline, last).await
         {
             return Some((i, ep));
         }
     }
     None
+}
+
+/// The addresses of `host`, within the connection's connect deadline.
+async fn resolve(
+    inner: &Inner,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> io::Result<Vec<SocketAddr>> {
+    match tokio::time::timeout_at(deadline, inner.registry.resolver.resolve(host, port)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "resolution timed out")),
+    }
 }
 
 /// An endpoint of `route.backends[i]` not yet tried, by the backend's load balancer.
@@ -206,13 +224,14 @@ async fn endpoint_of(
     i: usize,
     tried: &[(usize, SocketAddr)],
     health: Health,
+    deadline: Instant,
     last: &mut Option<ConnError>,
 ) -> Option<Arc<EndpointState>> {
     let b = &route.backends[i];
     let endpoints: Cow<'_, [Arc<EndpointState>]> = match &b.target {
         Target::Invalid(_) => return None,
         Target::Endpoints(_) => Cow::Borrowed(&b.endpoints),
-        Target::Dns { host, port } => match inner.registry.resolver.resolve(host, *port).await {
+        Target::Dns { host, port } => match resolve(inner, host, *port, deadline).await {
             Ok(addrs) => Cow::Owned(b.state.health.resolved(&addrs)),
             Err(source) => {
                 tracing::debug!(backend = %b.state.name, %host, error = %source, "resolving failed");
