@@ -70,6 +70,8 @@ pub mod error;
 mod listener;
 mod live;
 pub mod metrics;
+pub mod postgres;
+pub mod proxy_protocol;
 pub mod relay;
 mod splice;
 pub mod terminate;
