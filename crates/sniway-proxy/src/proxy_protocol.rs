@@ -141,60 +141,84 @@ pub async fn read_header(
         }
         let before = head.len();
         head.extend_from_slice(&scratch[..n]);
-        let parsed = HeaderResult::parse(&head);
-        if parsed.is_incomplete() {
-            let declared = match &parsed {
-                HeaderResult::V2(Err(ppp::v2::ParseError::Partial(_, len))) => 16 + len,
-                _ => 0,
-            };
-            if head.len().max(declared) > MAX_V2_HEADER {
-                return Err(ConnError::ProxyHeader(format!("longer than {MAX_V2_HEADER} bytes")));
+        match parse(&head)? {
+            None => {
+                // Every byte peeked belongs to the header: take them and wait for the rest.
+                consume(io, &mut scratch[..n]).await?;
             }
-            // Every byte peeked belongs to the header: take them and wait for the rest.
-            consume(io, &mut scratch[..n]).await?;
-            continue;
+            Some((received, len)) => {
+                // The header ends within the bytes just peeked: take exactly its rest.
+                consume(io, &mut scratch[..len - before]).await?;
+                return Ok(Some(received));
+            }
         }
-        let received = match parsed {
-            HeaderResult::V1(Ok(h)) => {
-                let client = match h.addresses {
-                    ppp::v1::Addresses::Tcp4(a) => {
-                        Some(SocketAddr::from((a.source_address, a.source_port)))
-                    }
-                    ppp::v1::Addresses::Tcp6(a) => {
-                        Some(SocketAddr::from((a.source_address, a.source_port)))
-                    }
-                    ppp::v1::Addresses::Unknown => None,
-                };
-                (Received { version: 1, client }, h.header.len())
-            }
-            HeaderResult::V2(Ok(h)) => {
-                let client = match (h.command, h.addresses) {
-                    (ppp::v2::Command::Local, _) => None,
-                    (_, ppp::v2::Addresses::IPv4(a)) => {
-                        Some(SocketAddr::from((a.source_address, a.source_port)))
-                    }
-                    (_, ppp::v2::Addresses::IPv6(a)) => {
-                        Some(SocketAddr::from((a.source_address, a.source_port)))
-                    }
-                    (_, ppp::v2::Addresses::Unspecified | ppp::v2::Addresses::Unix(_)) => None,
-                };
-                if h.len() > MAX_V2_HEADER {
-                    return Err(ConnError::ProxyHeader(format!(
-                        "longer than {MAX_V2_HEADER} bytes"
-                    )));
-                }
-                (Received { version: 2, client }, h.len())
-            }
-            HeaderResult::V1(Err(e)) => return Err(ConnError::ProxyHeader(format!("v1: {e}"))),
-            HeaderResult::V2(Err(e)) => return Err(ConnError::ProxyHeader(format!("v2: {e}"))),
-        };
-        let (mut received, len) = received;
-        received.client = received.client.map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
-        // The header ends within the bytes just peeked: take exactly its rest.
-        let rest = len - before;
-        consume(io, &mut scratch[..rest]).await?;
-        return Ok(Some(received));
     }
+}
+
+/// Parses a header at the start of `buf`: `Ok(None)` while it is incomplete (every byte so far
+/// may start one), the header and its length once complete. Bytes after it are not looked at.
+pub fn parse(buf: &[u8]) -> Result<Option<(Received, usize)>, ConnError> {
+    const V1_PREFIX: &[u8] = b"PROXY ";
+    const V1_MAX: usize = 107;
+    let bad = |e: String| Err(ConnError::ProxyHeader(e));
+    if buf.first() == Some(&b'P') {
+        // v1 is a line: judged once its end is there (the parser would take a prefix that ends
+        // within a field for a bad field).
+        let n = buf.len().min(V1_PREFIX.len());
+        if buf[..n] != V1_PREFIX[..n] {
+            return bad("not a PROXY protocol header".into());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            None if buf.len() < V1_MAX => return Ok(None),
+            None => return bad(format!("v1 line longer than {V1_MAX} bytes")),
+            Some(_) => {}
+        }
+    }
+    let parsed = HeaderResult::parse(buf);
+    if parsed.is_incomplete() {
+        let declared = match &parsed {
+            HeaderResult::V2(Err(ppp::v2::ParseError::Partial(_, len))) => 16 + len,
+            _ => 0,
+        };
+        if buf.len().max(declared) > MAX_V2_HEADER {
+            return bad(format!("longer than {MAX_V2_HEADER} bytes"));
+        }
+        return Ok(None);
+    }
+    let (received, len) = match parsed {
+        HeaderResult::V1(Ok(h)) => {
+            let client = match h.addresses {
+                ppp::v1::Addresses::Tcp4(a) => {
+                    Some(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                ppp::v1::Addresses::Tcp6(a) => {
+                    Some(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                ppp::v1::Addresses::Unknown => None,
+            };
+            (Received { version: 1, client }, h.header.len())
+        }
+        HeaderResult::V2(Ok(h)) => {
+            let client = match (h.command, h.addresses) {
+                (ppp::v2::Command::Local, _) => None,
+                (_, ppp::v2::Addresses::IPv4(a)) => {
+                    Some(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                (_, ppp::v2::Addresses::IPv6(a)) => {
+                    Some(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                (_, ppp::v2::Addresses::Unspecified | ppp::v2::Addresses::Unix(_)) => None,
+            };
+            if h.len() > MAX_V2_HEADER {
+                return bad(format!("longer than {MAX_V2_HEADER} bytes"));
+            }
+            (Received { version: 2, client }, h.len())
+        }
+        HeaderResult::V1(Err(e)) => return bad(format!("v1: {e}")),
+        HeaderResult::V2(Err(e)) => return bad(format!("v2: {e}")),
+    };
+    let client = received.client.map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()));
+    Ok(Some((Received { client, ..received }, len)))
 }
 
 /// Reads exactly `buf.len()` bytes that a peek has shown are queued.
@@ -259,6 +283,77 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    /// Every proper prefix of a header is incomplete, the whole header is complete with its
+    /// length whatever follows it, and the client address is read from it.
+    fn every_prefix(header: &[u8], client: Option<&str>, version: u8) {
+        for n in 0..header.len() {
+            assert!(matches!(parse(&header[..n]), Ok(None)), "prefix of {n} bytes");
+        }
+        let mut more = header.to_vec();
+        more.extend_from_slice(&[0x16, 0x03, 0x01, 0x00]);
+        for bytes in [header, &more] {
+            let (r, len) = parse(bytes).expect("valid").expect("complete");
+            assert_eq!(len, header.len());
+            assert_eq!(r.version, version);
+            assert_eq!(r.client, client.map(|c| c.parse().unwrap()));
+        }
+    }
+
+    #[test]
+    fn headers_are_complete_exactly_at_their_end_and_incomplete_before() {
+        every_prefix(
+            b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\n",
+            Some("192.0.2.7:40000"),
+            1,
+        );
+        every_prefix(b"PROXY TCP6 2001:db8::7 2001:db8::1 1 2\r\n", Some("[2001:db8::7]:1"), 1);
+        every_prefix(b"PROXY UNKNOWN\r\n", None, 1);
+        let v2 = header(
+            ProxyProtocolVersion::V2,
+            addr("192.0.2.7:40000"),
+            addr("198.51.100.1:443"),
+            Some("a.example"),
+            Some(b"h2"),
+        );
+        every_prefix(&v2, Some("192.0.2.7:40000"), 2);
+        let mapped = header(
+            ProxyProtocolVersion::V2,
+            addr("[::ffff:192.0.2.7]:1"),
+            addr("[::1]:2"),
+            None,
+            None,
+        );
+        every_prefix(&mapped, Some("192.0.2.7:1"), 2);
+        let local = ppp::v2::Builder::new(
+            ppp::v2::Version::Two | ppp::v2::Command::Local,
+            ppp::v2::AddressFamily::IPv4 | ppp::v2::Protocol::Stream,
+        )
+        .write_payload([0u8; 12].as_slice())
+        .unwrap()
+        .build()
+        .unwrap();
+        every_prefix(&local, None, 2);
+    }
+
+    #[test]
+    fn malformed_headers_are_refused_as_soon_as_they_show_it() {
+        for bad in [
+            &b"PROXZ"[..],
+            b"GET / HTTP/1.1\r\n",
+            b"PROXY TCP4 300.1.1.1 1.1.1.1 1 2\r\n",
+            b"PROXY TCP4 1.1.1.1 1.1.1.1 01 2\r\n",
+            b"PROXY TCP5 1.1.1.1 1.1.1.1 1 2\r\n",
+            b"\r\n\r\n\0\r\nQUIT\n\x31\x11\x00\x0c",
+            b"\r\n\r\n\0\r\nQUIX",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let long = [b"PROXY UNKNOWN ".as_slice(), &[b'x'; 120]].concat();
+        assert!(parse(&long).is_err());
+        let huge = [ppp::v2::PROTOCOL_PREFIX, &[0x21, 0x11, 0xff, 0xff]].concat();
+        assert!(parse(&huge).is_err(), "a declared length above the limit");
     }
 
     #[test]
