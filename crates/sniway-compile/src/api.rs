@@ -606,3 +606,59 @@ pub struct EndpointPort {
     /// Accepted and ignored.
     pub app_protocol: Option<String>,
 }
+
+/// `ServiceImport.spec` (`multicluster.x-k8s.io/v1alpha1`, KEP-1645): a Service exported from
+/// other clusters of a ClusterSet. Its endpoints are EndpointSlices labelled
+/// `multicluster.kubernetes.io/service-name`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceImportSpec {
+    /// The imported ports; a backendRef's `port` names one.
+    #[serde(default)]
+    pub ports: Vec<ServiceImportPort>,
+    /// `ClusterSetIP` or `Headless`.
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    /// The ClusterSet IPs, used when the import has no EndpointSlice.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// Accepted and ignored.
+    pub session_affinity: Option<Value>,
+    /// Accepted and ignored.
+    pub session_affinity_config: Option<Value>,
+}
+
+/// `ServiceImport.spec.ports[]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceImportPort {
+    /// Port name; links the port to EndpointSlice ports.
+    pub name: Option<String>,
+    /// The port number.
+    pub port: i64,
+    /// Accepted and ignored.
+    pub protocol: Option<String>,
+    /// Accepted and ignored.
+    pub app_protocol: Option<String>,
+}
+
+/// A ConfigMap: its fields sit at the top level. Read for the CA certificates of TLS health
+/// checks (`ca.crt`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapDocument {
+    /// `v1`.
+    pub api_version: String,
+    /// `ConfigMap`.
+    pub kind: String,
+    /// Object metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Text values.
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+    /// Accepted and ignored.
+    pub binary_data: Option<Value>,
+    /// Accepted and ignored.
+    pub immutable: Option<bool>,
+}

@@ -123,6 +123,8 @@ pub struct Compiled {
     pub routes: Vec<ObjectStatus<RouteStatus>>,
     /// Every ListenerPolicy, sorted by `namespace/name`.
     pub policies: Vec<ObjectStatus<PolicyStatus>>,
+    /// Every BackendPolicy, sorted by `namespace/name`.
+    pub backend_policies: Vec<ObjectStatus<PolicyStatus>>,
 }
 
 impl Compiled {
@@ -145,9 +147,10 @@ impl Compiled {
         }
     }
 
-    /// A `v1` `List` of every GatewayClass, Gateway, ListenerSet, TLSRoute and ListenerPolicy
-    /// (in that order, each sorted by name), each object echoed as given (apiVersion, kind, metadata with
-    /// namespace filled in, spec) plus `.status`, as `kubectl get -o yaml` would show it.
+    /// A `v1` `List` of every GatewayClass, Gateway, ListenerSet, TLSRoute, ListenerPolicy and
+    /// BackendPolicy (in that order, each sorted by name), each object echoed as given
+    /// (apiVersion, kind, metadata with namespace filled in, spec) plus `.status`, as
+    /// `kubectl get -o yaml` would show it.
     pub fn status_list(&self) -> Value {
         let items: Vec<Value> = self
             .gateway_classes
@@ -157,6 +160,7 @@ impl Compiled {
             .chain(self.listener_sets.iter().map(ObjectStatus::to_value))
             .chain(self.routes.iter().map(ObjectStatus::to_value))
             .chain(self.policies.iter().map(ObjectStatus::to_value))
+            .chain(self.backend_policies.iter().map(ObjectStatus::to_value))
             .collect();
         serde_json::json!({
             "apiVersion": "v1",
@@ -290,10 +294,19 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
             ));
         }
     }
-    let mut attached = crate::policy_attach::attach(res, &states, &by_key, &opts.now);
+    let backend_policies = crate::backend_policy::attach(res);
+    let backends = Backends::new(res, backend_policies.settings.clone());
+    let mut attached = crate::policy_attach::attach(res, &states, &by_key, &backends, &opts.now);
+    warnings.append(&mut attached.warnings);
+    // Backend objects -> the served Gateways that use them (BackendPolicy ancestors).
+    let mut users: BTreeMap<crate::backend::TargetKey, BTreeSet<(String, String)>> =
+        BTreeMap::new();
+    for (g, key) in &attached.default_targets {
+        let m = &states[*g].obj.meta;
+        users.entry(key.clone()).or_default().insert((m.namespace.clone(), m.name.clone()));
+    }
 
     // 3. Routes.
-    let backends = Backends::new(res);
     let mut routes: Vec<&Object<TlsRoute>> = res.tls_routes.iter().collect();
     routes
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
@@ -302,6 +315,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
     for r in &routes {
         let here = format!("{}: TLSRoute {}", r.source, r.meta.key());
         let mut problems: Vec<(&'static str, String)> = Vec::new();
+        let mut targets = Vec::new();
         let rules: Vec<Arc<Route>> = r
             .spec
             .spec
@@ -317,6 +331,7 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                         warnings
                             .extend(resolved.warnings.into_iter().map(|w| format!("{here}: {w}")));
                         problems.extend(resolved.problem);
+                        targets.extend(resolved.target);
                         resolved.backend
                     })
                     .collect();
@@ -345,6 +360,10 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                     continue;
                 }
             };
+            for t in &targets {
+                let m = &states[g].obj.meta;
+                users.entry(t.clone()).or_default().insert((m.namespace.clone(), m.name.clone()));
+            }
             let att = route::attach(r, pref, &states[g], &entries, &labels, set);
             for (li, hits) in att.listeners {
                 let gw_key = states[g].key();
@@ -521,12 +540,14 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
                 mode,
                 settings: attached.settings.remove(&(g, li)).unwrap_or_default(),
                 routes,
-                defaults: Default::default(),
+                defaults: attached.defaults.remove(&(g, li)).unwrap_or_default(),
             };
             let host = lt.hostname.clone();
             listeners.insert_first(host.as_ref(), Arc::new(lt));
         }
-        table.sockets.push(SocketTable { addr, listeners });
+        let socket = SocketTable { addr, listeners };
+        socket_warnings(&socket, &mut warnings);
+        table.sockets.push(socket);
     }
 
     // 5. Gateway status.
@@ -619,6 +640,68 @@ pub fn compile(res: &Resources, opts: &CompileOptions) -> Compiled {
         listener_sets: listener_set_statuses,
         routes: route_statuses,
         policies: attached.statuses,
+        backend_policies: backend_policies.statuses(&users, &opts.now),
+    }
+}
+
+/// Warnings about ListenerPolicy settings a socket cannot honour as written:
+/// - `proxyProtocol` is per port (the header comes before the ClientHello, so the listener is
+///   not known yet): the socket takes the strictest mode and the union of trusted CIDRs;
+/// - `noSni` applies only on a listener a client without SNI can reach: the socket's listener
+///   without hostname or, with none, its only listener.
+fn socket_warnings(socket: &SocketTable, warnings: &mut Vec<String>) {
+    let listeners: Vec<&Arc<ListenerTable>> =
+        socket.listeners.entries().into_iter().map(|(_, l)| l).collect();
+    let modes: BTreeSet<String> = listeners
+        .iter()
+        .map(|l| match &l.settings.proxy_protocol {
+            None => "Off".to_string(),
+            Some(p) => {
+                let cidrs: Vec<String> = p.trusted_cidrs.iter().map(ToString::to_string).collect();
+                format!("{:?} [{}]", p.mode, cidrs.join(", "))
+            }
+        })
+        .collect();
+    if modes.len() > 1 {
+        let each: Vec<String> = listeners
+            .iter()
+            .map(|l| {
+                let m = l.settings.proxy_protocol.as_ref().map_or("Off".into(), |p| {
+                    let cidrs: Vec<String> =
+                        p.trusted_cidrs.iter().map(ToString::to_string).collect();
+                    format!("{:?} from [{}]", p.mode, cidrs.join(", "))
+                });
+                format!("{} {m}", l.id)
+            })
+            .collect();
+        warnings.push(format!(
+            "socket {}: listeners disagree on proxyProtocol ({}); the PROXY header comes before \
+             the ClientHello, so the port takes the strictest mode and trusts every listed CIDR",
+            socket.addr,
+            each.join("; ")
+        ));
+    }
+    let catch_all = listeners.iter().find(|l| l.hostname.is_none());
+    for l in &listeners {
+        let Some(action) = l.settings.no_sni else { continue };
+        if action == sniway_model::settings::Unmatched::Close {
+            continue;
+        }
+        let reaches = match catch_all {
+            Some(c) => Arc::ptr_eq(c, l),
+            None => listeners.len() == 1,
+        };
+        if !reaches {
+            let who = match catch_all {
+                Some(c) => format!("go to listener {} (no hostname)", c.id),
+                None => "are closed (several listeners, none without hostname)".into(),
+            };
+            warnings.push(format!(
+                "listener {}: noSni {action:?} never applies: on socket {} clients without SNI \
+                 {who}",
+                l.id, socket.addr
+            ));
+        }
     }
 }
 

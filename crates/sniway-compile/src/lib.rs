@@ -24,8 +24,12 @@
 //!   would drop the field).
 //!
 //! Policies of group `sniway.io` ([`policy`]): `ListenerPolicy` attaches to Gateways and
-//! listeners (GEP-713) and fills each listener's `ListenerSettings`; its CRD is generated from
-//! the types ([`crds`]).
+//! listeners (GEP-713) and fills each listener's `ListenerSettings` and default routes;
+//! `BackendPolicy` attaches to Services and ServiceImports and fills the `BackendSettings` of
+//! every backend resolved from them. Their CRDs are generated from the types ([`crds`]).
+//!
+//! ServiceImport backends (`multicluster.x-k8s.io/v1alpha1`, Extended support) resolve to the
+//! EndpointSlices labelled [`IMPORT_NAME_LABEL`].
 //!
 //! HTTP and HTTPS listeners are accepted for status only (conformance requires them to look
 //! supported): `supportedKinds: [HTTPRoute]`, `Accepted` and `Programmed` True, HTTPS
@@ -50,6 +54,7 @@
 
 pub mod api;
 mod backend;
+mod backend_policy;
 mod bind;
 mod certificate;
 mod compile;
@@ -67,7 +72,7 @@ mod route;
 pub mod status;
 mod validate;
 
-pub use backend::SERVICE_NAME_LABEL;
+pub use backend::{IMPORT_NAME_LABEL, SERVICE_NAME_LABEL};
 pub use bind::apply_bind_failures;
 pub use certificate::{
     TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, TLS_SECRET_TYPE, certificate_sets, load_certificate,

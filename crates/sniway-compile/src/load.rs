@@ -15,10 +15,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{
-    Document, EndpointSliceDocument, GatewayClassSpec, GatewaySpec, HttpRouteSpec, ListenerSetSpec,
-    ReferenceGrantSpec, SecretDocument, ServiceSpec, TlsRouteSpec,
+    ConfigMapDocument, Document, EndpointSliceDocument, GatewayClassSpec, GatewaySpec,
+    HttpRouteSpec, ListenerSetSpec, ReferenceGrantSpec, SecretDocument, ServiceImportSpec,
+    ServiceSpec, TlsRouteSpec,
 };
-use crate::policy::ListenerPolicySpec;
+use crate::policy::{BackendPolicySpec, ListenerPolicySpec, MULTICLUSTER_GROUP};
 use crate::resources::{EndpointSlice, Meta, Object, Resources, RouteVersion, Secret, TlsRoute};
 use crate::validate::{self, Findings};
 use crate::{GATEWAY_GROUP, api::ObjectMeta};
@@ -292,9 +293,10 @@ impl Loader<'_> {
             (GATEWAY_GROUP, "ReferenceGrant" | "HTTPRoute") => {
                 matches!(version.as_str(), "v1" | "v1beta1")
             }
-            ("", "Service" | "Namespace" | "Secret") => version == "v1",
+            ("", "Service" | "Namespace" | "Secret" | "ConfigMap") => version == "v1",
+            (MULTICLUSTER_GROUP, "ServiceImport") => version == "v1alpha1",
             ("discovery.k8s.io", "EndpointSlice") => version == "v1",
-            (crate::policy::POLICY_GROUP, "ListenerPolicy") => {
+            (crate::policy::POLICY_GROUP, "ListenerPolicy" | "BackendPolicy") => {
                 version == crate::policy::POLICY_VERSION
             }
             _ => false,
@@ -326,7 +328,11 @@ impl Loader<'_> {
         if !known {
             let msg = if matches!(
                 group.as_str(),
-                GATEWAY_GROUP | "" | "discovery.k8s.io" | crate::policy::POLICY_GROUP
+                GATEWAY_GROUP
+                    | ""
+                    | "discovery.k8s.io"
+                    | crate::policy::POLICY_GROUP
+                    | MULTICLUSTER_GROUP
             ) && matches!(
                 kind.as_str(),
                 "GatewayClass"
@@ -340,6 +346,9 @@ impl Loader<'_> {
                     | "Secret"
                     | "EndpointSlice"
                     | "ListenerPolicy"
+                    | "BackendPolicy"
+                    | "ServiceImport"
+                    | "ConfigMap"
             ) {
                 format!("apiVersion {api_version} of {kind} is not read by sniway; object ignored")
             } else {
@@ -499,6 +508,61 @@ impl Loader<'_> {
                     source: src,
                 });
             }
+            "BackendPolicy" => {
+                let raw = value.clone();
+                let Some(doc) = self.typed::<Document<BackendPolicySpec>>(&cx, value) else {
+                    return;
+                };
+                let Some(spec) = self.required_spec(&cx, doc.spec) else { return };
+                let mut f = Findings::default();
+                validate::backend_policy(&spec, &mut f);
+                self.findings(&cx, f);
+                let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
+                self.res.backend_policies.push(Object {
+                    api_version,
+                    meta,
+                    spec,
+                    raw,
+                    source: src,
+                });
+            }
+            "ServiceImport" => {
+                let Some(doc) = self.typed::<Document<ServiceImportSpec>>(&cx, value) else {
+                    return;
+                };
+                let spec = doc.spec.unwrap_or_default();
+                let mut f = Findings::default();
+                validate::service_import(&spec, &mut f);
+                self.findings(&cx, f);
+                let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
+                self.res.service_imports.push(Object {
+                    api_version,
+                    meta,
+                    spec,
+                    raw: Value::Null,
+                    source: src,
+                });
+            }
+            "ConfigMap" => {
+                let Some(doc) = self.typed::<ConfigMapDocument>(&cx, value) else { return };
+                let meta = meta_of(&doc.metadata, name, namespace);
+                if !self.keep(start) {
+                    return;
+                }
+                self.res.config_maps.push(Object {
+                    api_version,
+                    meta,
+                    spec: doc.data,
+                    raw: Value::Null,
+                    source: src,
+                });
+            }
             "ReferenceGrant" => {
                 let Some(doc) = self.typed::<Document<ReferenceGrantSpec>>(&cx, value) else {
                     return;
@@ -541,12 +605,16 @@ impl Loader<'_> {
                 let Some(doc) = self.typed::<EndpointSliceDocument>(&cx, value) else { return };
                 let mut f = Findings::default();
                 validate::endpoint_slice(&doc, &mut f);
-                if !doc.metadata.labels.contains_key(crate::backend::SERVICE_NAME_LABEL) {
+                if !doc.metadata.labels.contains_key(crate::backend::SERVICE_NAME_LABEL)
+                    && !doc.metadata.labels.contains_key(crate::backend::IMPORT_NAME_LABEL)
+                {
                     f.warnings.push((
                         "metadata.labels".into(),
                         format!(
-                            "no {} label: this slice belongs to no Service",
-                            crate::backend::SERVICE_NAME_LABEL
+                            "no {} (or {}) label: this slice belongs to no Service (or \
+                             ServiceImport)",
+                            crate::backend::SERVICE_NAME_LABEL,
+                            crate::backend::IMPORT_NAME_LABEL
                         ),
                     ));
                 }

@@ -5,7 +5,10 @@
 //! a test fails when the file no longer matches them. The loader reads the same types from
 //! manifests, and `compile` resolves them onto listeners (see `policy_attach.rs`).
 //!
-//! Implemented: `ListenerPolicy` with `targetRefs`, `timeouts`, `keepalive` and `limits`.
+//! Implemented: `ListenerPolicy` (`targetRefs`, `timeouts`, `keepalive`, `limits`,
+//! `proxyProtocol`, `noSni`, `noMatch`, `relay`) and `BackendPolicy` (`targetRefs`, `fallback`,
+//! `connectTimeout`, `failover`, `loadBalancer`, `healthCheck`, `proxyProtocol`,
+//! `maxConnections`, `relay`). `docs/policies.md` is the user's reference.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -125,7 +128,7 @@ impl JsonSchema for GatewayDuration {
     namespaced,
     status = "PolicyStatus",
     category = "sniway",
-    doc = "Timeouts, TCP keep-alive and connection limits of Gateway listeners (GEP-713 direct policy attachment)."
+    doc = "What Gateway listeners do with their clients: timeouts, TCP keep-alive, connection limits, PROXY protocol, clients without or with an unmatched SNI, relay (GEP-713 direct policy attachment)."
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ListenerPolicySpec {
@@ -142,7 +145,322 @@ pub struct ListenerPolicySpec {
     /// Connection limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// Accepting a PROXY protocol header (v1 or v2) from a load balancer in front. Per port:
+    /// a socket takes the strictest mode of its listeners and the union of their CIDRs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ListenerProxyProtocol>,
+    /// What a ClientHello without `server_name` (or with an IP address) gets; default Close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_sni: Option<UnmatchedClients>,
+    /// What a server name no route takes gets; default Close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_match: Option<UnmatchedClients>,
+    /// How routes on the listener relay by default (`Kernel` is accepted and carried, but
+    /// relayed as `Splice` until the in-kernel relay exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayMode>,
 }
+
+/// `spec.proxyProtocol` of a ListenerPolicy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerProxyProtocol {
+    /// `Off` (default), `Optional` (a header from a trusted peer is read when present) or
+    /// `Required` (every connection starts with a header from a trusted peer).
+    #[serde(default)]
+    pub mode: ProxyProtocolMode,
+    /// Peers whose header is believed (`10.0.0.0/8`, `fd00::/8`, a bare address). Required
+    /// (non-empty) with `Optional` and `Required`; write `0.0.0.0/0` and `::/0` to trust
+    /// every peer.
+    #[serde(default, rename = "trustedCIDRs", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 49)))]
+    pub trusted_cidrs: Vec<String>,
+}
+
+/// `proxyProtocol.mode` of a ListenerPolicy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum ProxyProtocolMode {
+    /// No header is read.
+    #[default]
+    Off,
+    /// A header from a trusted peer is read when present.
+    Optional,
+    /// Every connection starts with a header from a trusted peer, or is closed.
+    Required,
+}
+
+/// `spec.noSni` and `spec.noMatch` of a ListenerPolicy.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmatchedClients {
+    /// `Close` (default), `Alert` (a fatal TLS `unrecognized_name` alert, then close) or
+    /// `Backend` (relay to `backendRef`).
+    #[serde(default)]
+    pub action: UnmatchedAction,
+    /// With `action: Backend`: where to relay, resolved as a TLSRoute backendRef (a Service or
+    /// a ServiceImport; another namespace needs a ReferenceGrant from `ListenerPolicy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_ref: Option<PolicyBackendReference>,
+}
+
+/// `noSni.action`, `noMatch.action`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum UnmatchedAction {
+    /// Close without writing.
+    #[default]
+    Close,
+    /// A fatal TLS `unrecognized_name` alert (RFC 6066), then close.
+    Alert,
+    /// Relay to `backendRef`.
+    Backend,
+}
+
+/// A backend reference of a policy: the Gateway API `BackendObjectReference`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyBackendReference {
+    /// API group; default `""` (core), or `multicluster.x-k8s.io` for a ServiceImport.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 253),
+        pattern(r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub group: Option<String>,
+    /// Kind; default `Service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"))]
+    pub kind: Option<String>,
+    /// Name of the object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace; default the policy's. Another namespace needs a ReferenceGrant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub namespace: Option<String>,
+    /// The Service (or ServiceImport) port; required for a Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// `spec.relay`: how connections' bytes are moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum RelayMode {
+    /// `splice(2)` through a pipe.
+    Splice,
+    /// Copies through a user-space buffer.
+    Copy,
+    /// An in-kernel relay (accepted and carried; relayed as `Splice` until it exists).
+    Kernel,
+}
+
+/// `BackendPolicy.spec`: how the gateway treats a backend (a Service or a ServiceImport).
+/// Every setting is optional; an unset field takes the data plane's default.
+#[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "sniway.io",
+    version = "v1alpha1",
+    kind = "BackendPolicy",
+    plural = "backendpolicies",
+    namespaced,
+    status = "PolicyStatus",
+    category = "sniway",
+    doc = "How the gateway treats a backend Service or ServiceImport: fallback, connect timeout and failover, balancing, health checks, PROXY protocol, connection limit, relay (GEP-713 direct policy attachment)."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendPolicySpec {
+    /// The Services (group `""`) or ServiceImports (group `multicluster.x-k8s.io`) in the
+    /// policy's namespace that this policy applies to; 1 to 16 entries.
+    #[schemars(length(min = 1, max = 16))]
+    pub target_refs: Vec<PolicyTargetReference>,
+    /// Receives connections only while every primary (non-fallback) endpoint of the route is
+    /// unhealthy; use it with `weight: 0` in the route. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<bool>,
+    /// Deadline of each connect attempt; default `sniway run --connect-timeout` (5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<GatewayDuration>,
+    /// Connect failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+    /// Endpoint selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancerSpec>,
+    /// Active and passive health checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// The PROXY protocol header sent to the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<BackendProxyProtocol>,
+    /// Connections open at once to this backend; 0: unlimited (default
+    /// `--max-backend-connections`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// How connections to this backend relay, over the listener's default (`Kernel` is
+    /// accepted and carried, but relayed as `Splice` until the in-kernel relay exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayMode>,
+}
+
+/// `spec.failover`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failover {
+    /// Endpoints tried per connection (1 to 10; default 3), each within `connectTimeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub attempts: Option<u32>,
+}
+
+/// `spec.loadBalancer`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerSpec {
+    /// `RoundRobin` (default), `LeastConnections` or `PowerOfTwoChoices`.
+    #[serde(rename = "type")]
+    pub type_: LoadBalancerType,
+}
+
+/// `loadBalancer.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum LoadBalancerType {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// The endpoint with the fewest open connections.
+    LeastConnections,
+    /// Of two endpoints chosen at random, the one with fewer open connections.
+    PowerOfTwoChoices,
+}
+
+/// `spec.healthCheck`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// Active checks of every endpoint; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveCheck>,
+    /// Ejection after failed connects; on by default (3 failures, 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive: Option<PassiveCheck>,
+    /// When every endpoint is unhealthy: `FailOpen` (default: use them anyway) or `Refuse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_all_unhealthy: Option<WhenAllUnhealthyMode>,
+}
+
+/// `healthCheck.active`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveCheck {
+    /// `TCP` (a connect) or `TLS` (a ClientHello, expecting a ServerHello).
+    #[serde(rename = "type")]
+    pub type_: ProbeType,
+    /// Time between checks of one endpoint; default 5s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<GatewayDuration>,
+    /// Deadline of one check; default 1s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<GatewayDuration>,
+    /// Consecutive passes that make an unhealthy endpoint healthy; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub healthy_threshold: Option<u32>,
+    /// Consecutive failures that make a healthy endpoint unhealthy; default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub unhealthy_threshold: Option<u32>,
+    /// With `type: TLS`: the ClientHello sent and what is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsProbe>,
+}
+
+/// `healthCheck.active.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum ProbeType {
+    /// A TCP connect.
+    #[serde(rename = "TCP")]
+    Tcp,
+    /// A TLS ClientHello, expecting a ServerHello (with `verify`: a full handshake).
+    #[serde(rename = "TLS")]
+    Tls,
+}
+
+/// `healthCheck.active.tls`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsProbe {
+    /// The server name sent (and verified with `verify`); absent: none is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub sni: Option<String>,
+    /// Complete the handshake and verify the backend's certificate against
+    /// `caCertificateRefs` (no system roots); default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<bool>,
+    /// ConfigMaps in the policy's namespace whose `ca.crt` holds trusted roots (PEM).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub ca_certificate_refs: Vec<CaCertificateRef>,
+}
+
+/// A ConfigMap holding CA certificates under `ca.crt`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaCertificateRef {
+    /// API group; `""` (core), the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `ConfigMap`.
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: String,
+    /// Name of the ConfigMap, in the policy's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// `healthCheck.passive`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PassiveCheck {
+    /// Consecutive failed connects that eject an endpoint; 0: never; default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// First ejection time, doubled on each repeated ejection up to 5m; default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ejection_time: Option<GatewayDuration>,
+}
+
+/// `healthCheck.whenAllUnhealthy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum WhenAllUnhealthyMode {
+    /// Use every endpoint as if healthy.
+    FailOpen,
+    /// Refuse the backend's share of connections.
+    Refuse,
+}
+
+/// `spec.proxyProtocol` of a BackendPolicy.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendProxyProtocol {
+    /// `Off` (default), `V1` (text) or `V2` (binary, with the authority and ALPN TLVs).
+    pub version: ProxyProtocolVersion,
+}
+
+/// `proxyProtocol.version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum ProxyProtocolVersion {
+    /// No header.
+    Off,
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
+}
+
+/// The key of a CA ConfigMap that holds the PEM roots.
+pub const CA_CERT_KEY: &str = "ca.crt";
+/// The ServiceImport group (Multi-Cluster Services API, KEP-1645).
+pub const MULTICLUSTER_GROUP: &str = "multicluster.x-k8s.io";
 
 /// `targetRefs[]`: Gateway API `LocalPolicyTargetReferenceWithSectionName`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -258,14 +576,20 @@ pub struct AncestorRef {
     pub section_name: Option<String>,
 }
 
-/// The CRD manifests of the policy kinds: `(file name, YAML)`, as `deploy/crds/` holds them.
+/// The CRD manifests of the policy kinds: `(file name, YAML)`, as `deploy/crds/` holds them,
+/// sorted by file name.
 pub fn crds() -> Vec<(String, String)> {
     use kube::CustomResourceExt;
-    let crd = ListenerPolicy::crd();
-    let name = format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural);
-    // Serializing a CustomResourceDefinition (plain data) cannot fail.
-    let yaml = serde_yaml_ng::to_string(&crd).unwrap_or_default();
-    vec![(name, yaml)]
+    let mut out: Vec<(String, String)> = [BackendPolicy::crd(), ListenerPolicy::crd()]
+        .into_iter()
+        .map(|crd| {
+            let name = format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural);
+            // Serializing a CustomResourceDefinition (plain data) cannot fail.
+            (name, serde_yaml_ng::to_string(&crd).unwrap_or_default())
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 #[cfg(test)]

@@ -14,17 +14,31 @@
 //!     message lists the fields, the listeners and the winners. The fields it did not lose still
 //!     apply (each field is resolved on its own), as the message says;
 //!   - `Accepted=True/Accepted` otherwise, including when a more specific policy overrides some
-//!     of its fields (that is the intended layering, not a conflict).
+//!     of its fields (that is the intended layering, not a conflict);
+//!   - with `noSni` or `noMatch` of `action: Backend`, a second condition `ResolvedRefs`: True,
+//!     or False with the reason a TLSRoute backendRef would get (`InvalidKind`,
+//!     `RefNotPermitted`, `BackendNotFound`); the listener's default then refuses its clients.
+//! - `noSni`/`noMatch` `backendRef` is resolved once per policy, exactly like a TLSRoute
+//!   backendRef (Service or ServiceImport; another namespace needs a ReferenceGrant from
+//!   `ListenerPolicy` of group `sniway.io`), into a route of one backend in
+//!   `ListenerTable.defaults`, identified as `<policy namespace>/<policy name>#0` for `noSni`
+//!   and `#1` for `noMatch`. The listener whose policy wins the `noSni` (`noMatch`) field gets
+//!   that policy's default route.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sniway_model::ListenerSettings;
+use std::sync::Arc;
+
+use sniway_model::settings::{AcceptProxyProtocol, Cidr, ProxyProtocolMode, Unmatched};
+use sniway_model::{DefaultRoutes, ListenerSettings, Route, RouteId};
 
 use crate::GATEWAY_GROUP;
+use crate::backend::{Backends, Referrer, TargetKey};
 use crate::compile::age;
 use crate::gateway::GatewayState;
 use crate::policy::{AncestorRef, ListenerPolicySpec, PolicyAncestorStatus, PolicyStatus};
+use crate::policy::{PolicyBackendReference, UnmatchedAction, UnmatchedClients};
 use crate::resources::{Object, Resources};
 use crate::status::ObjectStatus;
 use crate::status::conditions::{CONTROLLER_NAME, Cond, reasons, types};
@@ -44,8 +58,28 @@ fn dur(d: Option<crate::policy::GatewayDuration>) -> Option<Duration> {
     d.map(|d| d.0)
 }
 
+fn unmatched(u: Option<&UnmatchedClients>) -> Option<Unmatched> {
+    u.map(|u| match u.action {
+        UnmatchedAction::Close => Unmatched::Close,
+        UnmatchedAction::Alert => Unmatched::Alert,
+        UnmatchedAction::Backend => Unmatched::Backend,
+    })
+}
+
+/// The PROXY protocol setting of a policy (CIDRs were validated by the loader).
+fn accept_proxy(p: &crate::policy::ListenerProxyProtocol) -> AcceptProxyProtocol {
+    AcceptProxyProtocol {
+        mode: match p.mode {
+            crate::policy::ProxyProtocolMode::Off => ProxyProtocolMode::Off,
+            crate::policy::ProxyProtocolMode::Optional => ProxyProtocolMode::Optional,
+            crate::policy::ProxyProtocolMode::Required => ProxyProtocolMode::Required,
+        },
+        trusted_cidrs: p.trusted_cidrs.iter().filter_map(|c| c.parse::<Cidr>().ok()).collect(),
+    }
+}
+
 /// Every field a ListenerPolicy sets, by its path under `spec`.
-const FIELDS: [(&str, Setter); 10] = [
+const FIELDS: [(&str, Setter); 14] = [
     ("timeouts.hello", |p, s| {
         put(&mut s.hello_timeout, dur(p.timeouts.as_ref().and_then(|t| t.hello)))
     }),
@@ -79,15 +113,35 @@ const FIELDS: [(&str, Setter); 10] = [
             p.limits.as_ref().and_then(|l| l.connections_per_client),
         )
     }),
+    ("proxyProtocol", |p, s| {
+        put(&mut s.proxy_protocol, p.proxy_protocol.as_ref().map(accept_proxy))
+    }),
+    ("noSni", |p, s| put(&mut s.no_sni, unmatched(p.no_sni.as_ref()))),
+    ("noMatch", |p, s| put(&mut s.no_match, unmatched(p.no_match.as_ref()))),
+    ("relay", |p, s| put(&mut s.relay, p.relay.map(crate::backend_policy::relay))),
 ];
+
+/// The rule index of a ListenerPolicy's default route for clients without SNI.
+pub const NO_SNI_RULE: usize = 0;
+/// The rule index of a ListenerPolicy's default route for unmatched names.
+pub const NO_MATCH_RULE: usize = 1;
 
 /// What attachment produced.
 pub(crate) struct Attached {
     /// Settings per (Gateway state index, listener index); absent: no policy reaches it.
     pub settings: BTreeMap<(usize, usize), ListenerSettings>,
+    /// Default routes per (Gateway state index, listener index).
+    pub defaults: BTreeMap<(usize, usize), DefaultRoutes>,
+    /// The backend objects listener defaults refer to, with the Gateway (state index).
+    pub default_targets: Vec<(usize, TargetKey)>,
     /// Every ListenerPolicy, sorted by `namespace/name`.
     pub statuses: Vec<ObjectStatus<PolicyStatus>>,
+    /// Notes about default backends (no endpoints, ...).
+    pub warnings: Vec<String>,
 }
+
+/// A policy's default routes, resolved: `[noSni, noMatch]`, each with the object it reaches.
+type Defaults = [Option<(Arc<Route>, Option<TargetKey>)>; 2];
 
 /// Where a targetRef leads: its Gateway (state index) and the listeners it reaches, or why it
 /// reaches nothing.
@@ -110,11 +164,48 @@ pub(crate) fn attach(
     res: &Resources,
     states: &[GatewayState<'_>],
     by_key: &BTreeMap<(&str, &str), usize>,
+    backends: &Backends<'_>,
     now: &str,
 ) -> Attached {
     let mut policies: Vec<&Object<ListenerPolicySpec>> = res.listener_policies.iter().collect();
     policies
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+
+    // Default backends, once per policy.
+    let mut warnings = Vec::new();
+    let mut refs_problems: Vec<Option<Vec<(&'static str, String)>>> = Vec::new();
+    let mut own_defaults: Vec<Defaults> = Vec::new();
+    for p in &policies {
+        let mut problems = None;
+        let mut out: Defaults = [None, None];
+        for (slot, (field, rule, u)) in
+            [("noSni", NO_SNI_RULE, &p.spec.no_sni), ("noMatch", NO_MATCH_RULE, &p.spec.no_match)]
+                .into_iter()
+                .enumerate()
+        {
+            let Some(UnmatchedClients { action: UnmatchedAction::Backend, backend_ref: Some(b) }) =
+                u
+            else {
+                continue;
+            };
+            let from = Referrer {
+                group: crate::policy::POLICY_GROUP,
+                kind: "ListenerPolicy",
+                namespace: &p.meta.namespace,
+            };
+            let resolved = backends.resolve_from(from, &backend_ref(b));
+            let here =
+                format!("{}: ListenerPolicy {}: spec.{field}.backendRef", p.source, p.meta.key());
+            warnings.extend(resolved.warnings.into_iter().map(|w| format!("{here}: {w}")));
+            let ps: &mut Vec<_> = problems.get_or_insert_with(Vec::new);
+            ps.extend(resolved.problem.map(|(r, m)| (r, format!("spec.{field}: {m}"))));
+            let id =
+                RouteId { namespace: p.meta.namespace.clone(), name: p.meta.name.clone(), rule };
+            out[slot] = Some((Arc::new(Route::new(id, vec![resolved.backend])), resolved.target));
+        }
+        refs_problems.push(problems);
+        own_defaults.push(out);
+    }
 
     // targetRef -> Ok(gateway, listeners reached) or Err(why not found).
     let mut resolved: Vec<Vec<Target>> = Vec::new();
@@ -140,6 +231,8 @@ pub(crate) fn attach(
 
     // Field by field per listener: most specific, then oldest.
     let mut settings = BTreeMap::new();
+    let mut defaults = BTreeMap::new();
+    let mut default_targets = Vec::new();
     // (policy, target) -> [(field, listener, winner)]
     let mut lost: BTreeMap<(usize, usize), Vec<Lost>> = BTreeMap::new();
     // (policy, target) that took at least one field somewhere.
@@ -159,6 +252,24 @@ pub(crate) fn attach(
             let winner = setting[0];
             set(&policies[winner.policy].spec, &mut s);
             won.insert((winner.policy, winner.target));
+            let slot = match field {
+                "noSni" => Some(0),
+                "noMatch" => Some(1),
+                _ => None,
+            };
+            if let Some(slot) = slot
+                && let Some((route, target)) = &own_defaults[winner.policy][slot]
+            {
+                let d: &mut DefaultRoutes = defaults.entry((g, li)).or_default();
+                if slot == 0 {
+                    d.no_sni = Some(route.clone());
+                } else {
+                    d.no_match = Some(route.clone());
+                }
+                if let Some(t) = target {
+                    default_targets.push((g, t.clone()));
+                }
+            }
             for h in &setting[1..] {
                 if h.policy != winner.policy {
                     let listener = format!(
@@ -210,6 +321,11 @@ pub(crate) fn attach(
                             }
                         },
                     };
+                    let mut conditions = vec![cond.stamp(p.meta.generation, now)];
+                    if let Some(problems) = &refs_problems[pi] {
+                        conditions
+                            .push(Cond::resolved_refs(problems).stamp(p.meta.generation, now));
+                    }
                     PolicyAncestorStatus {
                         ancestor_ref: AncestorRef {
                             group: t.group.clone(),
@@ -219,7 +335,7 @@ pub(crate) fn attach(
                             section_name: t.section_name.clone(),
                         },
                         controller_name: CONTROLLER_NAME.into(),
-                        conditions: vec![cond.stamp(p.meta.generation, now)],
+                        conditions,
                     }
                 })
                 .collect();
@@ -230,7 +346,20 @@ pub(crate) fn attach(
             }
         })
         .collect();
-    Attached { settings, statuses }
+    Attached { settings, defaults, default_targets, statuses, warnings }
+}
+
+/// A policy's backendRef as a route's, weight 1.
+fn backend_ref(b: &PolicyBackendReference) -> crate::api::BackendRef {
+    crate::api::BackendRef {
+        group: b.group.clone(),
+        kind: b.kind.clone(),
+        name: b.name.clone(),
+        namespace: b.namespace.clone(),
+        port: b.port.map(i64::from),
+        weight: Some(1),
+        filters: None,
+    }
 }
 
 /// The listeners a targetRef reaches, or why it reaches none.

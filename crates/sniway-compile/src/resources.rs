@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use crate::api::{
     Endpoint, EndpointPort, GatewayClassSpec, GatewaySpec, HttpRouteSpec, ListenerSetSpec,
-    ReferenceGrantSpec, ServiceSpec, TlsRouteSpec,
+    ReferenceGrantSpec, ServiceImportSpec, ServiceSpec, TlsRouteSpec,
 };
-use crate::policy::ListenerPolicySpec;
+use crate::policy::{BackendPolicySpec, ListenerPolicySpec};
 
 /// The metadata compile uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,4 +136,10 @@ pub struct Resources {
     pub secrets: Vec<Object<Secret>>,
     /// ListenerPolicies (`sniway.io/v1alpha1`).
     pub listener_policies: Vec<Object<ListenerPolicySpec>>,
+    /// BackendPolicies (`sniway.io/v1alpha1`).
+    pub backend_policies: Vec<Object<BackendPolicySpec>>,
+    /// ServiceImports (`multicluster.x-k8s.io/v1alpha1`).
+    pub service_imports: Vec<Object<ServiceImportSpec>>,
+    /// ConfigMaps: their `data` (CA certificates of TLS health checks).
+    pub config_maps: Vec<Object<BTreeMap<String, String>>>,
 }

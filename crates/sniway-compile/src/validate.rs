@@ -10,7 +10,10 @@ use crate::api::{
     AllowedRoutes, BackendRef, EndpointSliceDocument, GatewayClassSpec, GatewaySpec, LabelSelector,
     ParentReference, ReferenceGrantSpec, ServiceSpec, TlsRouteSpec,
 };
-use crate::policy::ListenerPolicySpec;
+use crate::policy::{
+    BackendPolicySpec, ListenerPolicySpec, PolicyBackendReference, PolicyTargetReference,
+    ProbeType, ProxyProtocolMode, RelayMode, UnmatchedAction, UnmatchedClients,
+};
 use crate::resources::RouteVersion;
 
 /// Collected `(path, message)` findings for one object.
@@ -607,8 +610,71 @@ fn backend_ref(b: &BackendRef, p: &str, f: &mut Findings) {
 /// check while deserializing): 1..16 targetRefs, each a Gateway API
 /// `LocalPolicyTargetReferenceWithSectionName`.
 pub(crate) fn listener_policy(spec: &ListenerPolicySpec, f: &mut Findings) {
-    check_len(f, "spec.targetRefs", &spec.target_refs, 1, 16);
-    for (i, t) in spec.target_refs.iter().enumerate() {
+    target_refs(&spec.target_refs, f);
+    if let Some(pp) = &spec.proxy_protocol {
+        check_len(f, "spec.proxyProtocol.trustedCIDRs", &pp.trusted_cidrs, 0, 64);
+        for (i, c) in pp.trusted_cidrs.iter().enumerate() {
+            if let Err(e) = c.parse::<sniway_model::settings::Cidr>() {
+                f.err(format!("spec.proxyProtocol.trustedCIDRs[{i}]"), e);
+            }
+        }
+        if pp.mode != ProxyProtocolMode::Off && pp.trusted_cidrs.is_empty() {
+            f.err(
+                "spec.proxyProtocol.trustedCIDRs",
+                format!(
+                    "is required with mode {:?}: name the load balancers whose header is \
+                     believed (0.0.0.0/0 and ::/0 trust every peer)",
+                    pp.mode
+                ),
+            );
+        }
+    }
+    for (field, u) in [("noSni", &spec.no_sni), ("noMatch", &spec.no_match)] {
+        if let Some(u) = u {
+            unmatched(u, &format!("spec.{field}"), f);
+        }
+    }
+    if spec.relay == Some(RelayMode::Kernel) {
+        f.warn("spec.relay", KERNEL_RELAY);
+    }
+}
+
+/// The warning for `relay: Kernel`.
+const KERNEL_RELAY: &str = "Kernel is accepted and carried, but connections relay with Splice until the in-kernel \
+     relay exists";
+
+fn unmatched(u: &UnmatchedClients, p: &str, f: &mut Findings) {
+    match (&u.action, &u.backend_ref) {
+        (UnmatchedAction::Backend, None) => {
+            f.err(format!("{p}.backendRef"), "is required with action Backend")
+        }
+        (UnmatchedAction::Backend, Some(b)) => policy_backend_ref(b, &format!("{p}.backendRef"), f),
+        (a, Some(_)) => f.warn(
+            format!("{p}.backendRef"),
+            format!("is ignored with action {a:?} (only Backend relays to it)"),
+        ),
+        (_, None) => {}
+    }
+}
+
+fn policy_backend_ref(b: &PolicyBackendReference, p: &str, f: &mut Findings) {
+    check_group_kind(f, p, &b.group, &b.kind);
+    check_namespace_ref(f, format!("{p}.namespace"), &b.namespace);
+    check_object_ref_name(f, format!("{p}.name"), &b.name);
+    if let Some(port) = b.port {
+        check_port(f, format!("{p}.port"), i64::from(port));
+    }
+    let is_service = b.group.as_deref().unwrap_or("").is_empty()
+        && b.kind.as_deref().unwrap_or("Service") == "Service";
+    if is_service && b.port.is_none() {
+        f.err(format!("{p}.port"), "is required for a Service reference");
+    }
+}
+
+/// A policy's `spec.targetRefs`: 1..16 Gateway API `LocalPolicyTargetReferenceWithSectionName`.
+fn target_refs(refs: &[PolicyTargetReference], f: &mut Findings) {
+    check_len(f, "spec.targetRefs", refs, 1, 16);
+    for (i, t) in refs.iter().enumerate() {
         let p = format!("spec.targetRefs[{i}]");
         if !is_group(&t.group) {
             f.err(format!("{p}.group"), format!("{:?} is not a valid API group", t.group));
@@ -622,6 +688,86 @@ pub(crate) fn listener_policy(spec: &ListenerPolicySpec, f: &mut Findings) {
         {
             f.err(format!("{p}.sectionName"), format!("{s:?} is not a valid section name"));
         }
+    }
+}
+
+/// `BackendPolicy`: what the generated CRD schema rejects (ranges, required fields), plus the
+/// combinations that make no sense (`tls` without `type: TLS`, `verify` without CA).
+pub(crate) fn backend_policy(spec: &BackendPolicySpec, f: &mut Findings) {
+    target_refs(&spec.target_refs, f);
+    if let Some(a) = spec.failover.as_ref().and_then(|x| x.attempts)
+        && !(1..=10).contains(&a)
+    {
+        f.err("spec.failover.attempts", format!("{a} is out of range 1..10"));
+    }
+    if spec.connect_timeout.is_some_and(|d| d.0.is_zero()) {
+        f.err("spec.connectTimeout", "must be longer than 0s");
+    }
+    let hc = spec.health_check.as_ref();
+    if let Some(a) = hc.and_then(|h| h.active.as_ref()) {
+        let p = "spec.healthCheck.active";
+        for (n, v) in [
+            ("healthyThreshold", a.healthy_threshold),
+            ("unhealthyThreshold", a.unhealthy_threshold),
+        ] {
+            if let Some(v) = v
+                && !(1..=100).contains(&v)
+            {
+                f.err(format!("{p}.{n}"), format!("{v} is out of range 1..100"));
+            }
+        }
+        for (n, v) in [("interval", a.interval), ("timeout", a.timeout)] {
+            if v.is_some_and(|d| d.0.is_zero()) {
+                f.err(format!("{p}.{n}"), "must be longer than 0s");
+            }
+        }
+        match (a.type_, &a.tls) {
+            (ProbeType::Tcp, Some(_)) => f.err(format!("{p}.tls"), "is only allowed with type TLS"),
+            (ProbeType::Tls, Some(t)) => {
+                if let Some(sni) = &t.sni
+                    && let Some(problem) = hostname_problem(sni, true)
+                {
+                    f.err(format!("{p}.tls.sni"), problem);
+                }
+                check_len(f, &format!("{p}.tls.caCertificateRefs"), &t.ca_certificate_refs, 0, 8);
+                for (i, r) in t.ca_certificate_refs.iter().enumerate() {
+                    let rp = format!("{p}.tls.caCertificateRefs[{i}]");
+                    if !r.group.as_deref().unwrap_or("").is_empty() || r.kind != "ConfigMap" {
+                        f.err(
+                            format!("{rp}.kind"),
+                            format!(
+                                "{:?} is not supported: a CA certificate reference names a \
+                                 ConfigMap (group \"\") holding {}",
+                                r.kind,
+                                crate::policy::CA_CERT_KEY
+                            ),
+                        );
+                    }
+                    if !is_dns1123_subdomain(&r.name) {
+                        f.err(
+                            format!("{rp}.name"),
+                            format!("{:?} is not a valid ConfigMap name", r.name),
+                        );
+                    }
+                }
+                if t.verify == Some(true) && t.ca_certificate_refs.is_empty() {
+                    f.err(
+                        format!("{p}.tls.caCertificateRefs"),
+                        "is required with verify: true (the check trusts no system roots)",
+                    );
+                }
+                if t.verify == Some(true) && t.sni.is_none() {
+                    f.err(
+                        format!("{p}.tls.sni"),
+                        "is required with verify: true (the name the certificate is verified for)",
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    if spec.relay == Some(RelayMode::Kernel) {
+        f.warn("spec.relay", KERNEL_RELAY);
     }
 }
 
@@ -645,6 +791,23 @@ pub(crate) fn reference_grant(spec: &ReferenceGrantSpec, f: &mut Findings) {
 }
 
 // === core and discovery ===
+
+/// `ServiceImport` (KEP-1645 CRD): type `ClusterSetIP` or `Headless`, ports 1..65535.
+pub(crate) fn service_import(spec: &crate::api::ServiceImportSpec, f: &mut Findings) {
+    if let Some(t) = &spec.type_
+        && !matches!(t.as_str(), "ClusterSetIP" | "Headless")
+    {
+        f.err("spec.type", format!("{t:?} must be ClusterSetIP or Headless"));
+    }
+    for (i, p) in spec.ports.iter().enumerate() {
+        check_port(f, format!("spec.ports[{i}].port"), p.port);
+    }
+    for (i, ip) in spec.ips.iter().enumerate() {
+        if ip.parse::<IpAddr>().is_err() {
+            f.err(format!("spec.ips[{i}]"), format!("{ip:?} is not an IP address"));
+        }
+    }
+}
 
 pub(crate) fn service(spec: &ServiceSpec, f: &mut Findings) {
     let ty = spec.type_.as_deref().unwrap_or("ClusterIP");

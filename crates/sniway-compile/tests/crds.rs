@@ -27,5 +27,5 @@ fn the_crd_files_in_deploy_match_the_policy_types() {
 #[test]
 fn every_crd_is_named_group_underscore_plural() {
     let names: Vec<String> = sniway_compile::crds().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["sniway.io_listenerpolicies.yaml"]);
+    assert_eq!(names, ["sniway.io_backendpolicies.yaml", "sniway.io_listenerpolicies.yaml"]);
 }

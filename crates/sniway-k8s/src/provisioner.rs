@@ -109,6 +109,7 @@ pub fn statuses_of(compiled: &Compiled) -> Compiled {
         listener_sets: compiled.listener_sets.clone(),
         routes: compiled.routes.clone(),
         policies: compiled.policies.clone(),
+        backend_policies: compiled.backend_policies.clone(),
     }
 }
 
