@@ -340,3 +340,221 @@ fn redis_cli_pings_sets_and_gets_through_a_passthrough_listener() {
     let out = c.output().expect("redis-cli");
     assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
 }
+
+// === PROXY protocol and unmatched clients, configured by policy ===
+
+/// A `ListenerPolicy` on Gateway `gateway` with the given `spec` lines (indented by 2).
+fn listener_policy(name: &str, gateway: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: sniway.io/v1alpha1\nkind: ListenerPolicy\nmetadata:\n  name: {name}\nspec:\n  targetRefs:\n  - {{group: gateway.networking.k8s.io, kind: Gateway, name: {gateway}}}\n{spec}"
+    )
+}
+
+/// A `BackendPolicy` on Service `service` sending PROXY protocol `version`.
+fn proxy_protocol_policy(service: &str, version: &str) -> String {
+    format!(
+        "---\napiVersion: sniway.io/v1alpha1\nkind: BackendPolicy\nmetadata:\n  name: {service}\nspec:\n  targetRefs:\n  - {{group: \"\", kind: Service, name: {service}}}\n  proxyProtocol: {{version: {version}}}\n"
+    )
+}
+
+/// A backend that parses the PROXY header it receives (v1 or v2, with `ppp`), answers
+/// `NAME src=CLIENT authority=SNI\n` and closes.
+async fn proxy_echo_backend(name: &'static str) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let (src, authority) = loop {
+                    let mut b = [0u8; 1];
+                    if s.read_exact(&mut b).await.is_err() || buf.len() > 1024 {
+                        return;
+                    }
+                    buf.push(b[0]);
+                    if buf[0] == b'P' && b[0] != b'\n' {
+                        continue;
+                    }
+                    let parsed = ppp::HeaderResult::parse(&buf);
+                    if ppp::PartialResult::is_incomplete(&parsed) {
+                        continue;
+                    }
+                    break match parsed {
+                        ppp::HeaderResult::V1(Ok(h)) => match h.addresses {
+                            ppp::v1::Addresses::Tcp4(a) => {
+                                (format!("{}:{}", a.source_address, a.source_port), "-".into())
+                            }
+                            other => (format!("{other:?}"), "-".into()),
+                        },
+                        ppp::HeaderResult::V2(Ok(h)) => {
+                            let src = match h.addresses {
+                                ppp::v2::Addresses::IPv4(a) => {
+                                    format!("{}:{}", a.source_address, a.source_port)
+                                }
+                                other => format!("{other:?}"),
+                            };
+                            let authority = h
+                                .tlvs()
+                                .filter_map(Result::ok)
+                                .find(|t| t.kind == u8::from(ppp::v2::Type::Authority))
+                                .map(|t| String::from_utf8_lossy(&t.value).into_owned())
+                                .unwrap_or_else(|| "-".into());
+                            (src, authority)
+                        }
+                        _ => ("bad-header".into(), "-".into()),
+                    };
+                };
+                let line = format!("{name} src={src} authority={authority}\n");
+                let _ = s.write_all(line.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `before` and the hello for `sni` to `gw`; what came back before the gateway or the
+/// backend closed.
+async fn exchange(gw: SocketAddr, before: &[u8], hello: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    let _ = s.write_all(&[before, hello].concat()).await;
+    let (got, closed) = read_all_until_closed(&mut s, Duration::from_secs(20)).await;
+    assert!(closed, "connection left open");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backends_get_the_proxy_protocol_version_their_policy_asks_for() {
+    let tls = Tls::new();
+    let (v1, v2) = (proxy_echo_backend("v1").await, proxy_echo_backend("v2").await);
+    let port = free_port();
+    let manifests = [
+        passthrough_gateway("gw", port),
+        route("one", "gw", &["one.example.test"], &[("one", 1)]),
+        route("two", "gw", &["two.example.test"], &[("two", 1)]),
+        service("one", 443, v1),
+        service("two", 443, v2),
+        proxy_protocol_policy("one", "V1"),
+        proxy_protocol_policy("two", "V2"),
+    ]
+    .concat();
+    let gw = Gateway::start(&manifests, port, &[]);
+    let got = exchange(gw.addr, &[], &tls.client_hello("one.example.test")).await;
+    assert!(got.starts_with("v1 src=127.0.0.1:"), "{got}\n{}", gw.log());
+    assert!(got.ends_with(" authority=-\n"), "{got}");
+    let got = exchange(gw.addr, &[], &tls.client_hello("two.example.test")).await;
+    assert!(got.starts_with("v2 src=127.0.0.1:"), "{got}\n{}", gw.log());
+    assert!(got.ends_with(" authority=two.example.test\n"), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_headers_are_accepted_from_trusted_senders_only_and_required_where_asked() {
+    let tls = Tls::new();
+    let backend = proxy_echo_backend("b").await;
+    let (trusting, distrusting) = (free_port(), free_port());
+    let dir = TempDir::new("pp-log");
+    let log = dir.0.join("access.log");
+    let manifests = [
+        passthrough_gateway("trusting", trusting),
+        passthrough_gateway("distrusting", distrusting),
+        route("a", "trusting", &["app.example.test"], &[("b", 1)]),
+        route("b", "distrusting", &["app.example.test"], &[("b", 1)]),
+        service("b", 443, backend),
+        proxy_protocol_policy("b", "V2"),
+        listener_policy(
+            "trusting",
+            "trusting",
+            "  proxyProtocol: {mode: Required, trustedCIDRs: [\"127.0.0.0/8\"]}\n",
+        ),
+        listener_policy(
+            "distrusting",
+            "distrusting",
+            "  proxyProtocol: {mode: Required, trustedCIDRs: [\"10.0.0.0/8\"]}\n",
+        ),
+    ]
+    .concat();
+    let log_path = log.to_str().unwrap();
+    let gw = Gateway::start(
+        &manifests,
+        trusting,
+        &["--access-log", "json", "--access-log-path", log_path],
+    );
+    let hello = tls.client_hello("app.example.test");
+    let (src, dst): (SocketAddr, SocketAddr) =
+        ("192.0.2.9:41000".parse().unwrap(), "198.51.100.1:443".parse().unwrap());
+    let v1 = ppp::v1::Addresses::from((src, dst)).to_string().into_bytes();
+    let v2 = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        (src, dst),
+    )
+    .build()
+    .unwrap();
+    // Trusted sender, v1 and v2: the backend sees the client from the header.
+    for header in [&v1, &v2] {
+        let got = exchange(gw.addr, header, &hello).await;
+        assert_eq!(got, "b src=192.0.2.9:41000 authority=app.example.test\n", "{}", gw.log());
+    }
+    // Required but missing.
+    assert_eq!(exchange(gw.addr, &[], &hello).await, "", "{}", gw.log());
+    // An untrusted sender, with a header or without.
+    let untrusted = gw.at([127, 0, 0, 1], distrusting);
+    assert_eq!(exchange(untrusted, &v1, &hello).await, "");
+    assert_eq!(exchange(untrusted, &[], &hello).await, "");
+    // The access log names the client from the header.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> =
+            text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let proxied = lines.iter().filter(|l| l["client"] == "192.0.2.9:41000").count();
+        let refused = lines.iter().filter(|l| l["reason"] == "proxy_untrusted").count();
+        if proxied == 2 && refused == 2 {
+            assert!(lines.iter().any(|l| l["reason"] == "proxy_header_missing"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "access log:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, metrics) = gw.get("/metrics");
+    assert!(metrics.contains("sniway_proxy_protocol_headers_total{"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_without_sni_or_with_an_unrouted_name_get_close_alert_or_the_default_backend() {
+    let tls = Tls::new();
+    let (app, legacy) = (name_backend("app").await, name_backend("legacy").await);
+    let (closing, policed) = (free_port(), free_port());
+    let manifests = [
+        passthrough_gateway("closing", closing),
+        passthrough_gateway("policed", policed),
+        route("a", "closing", &["app.example.test"], &[("app", 1)]),
+        route("b", "policed", &["app.example.test"], &[("app", 1)]),
+        service("app", 443, app),
+        service("legacy", 443, legacy),
+        listener_policy(
+            "policed",
+            "policed",
+            "  noSni: {action: Backend, backendRef: {name: legacy, port: 443}}\n  noMatch: {action: Alert}\n",
+        ),
+    ]
+    .concat();
+    let gw = Gateway::start(&manifests, closing, &[]);
+    let policed = gw.at([127, 0, 0, 1], policed);
+    let no_sni = sniway_testkit::HelloBuilder::minimal().records();
+    let other = tls.client_hello("other.example.test");
+    // Close, the default, for both kinds.
+    assert_eq!(exchange(gw.addr, &[], &no_sni).await, "");
+    assert_eq!(exchange(gw.addr, &[], &other).await, "");
+    // noSni: the default backend; noMatch: the unrecognized_name alert; routes as before.
+    assert_eq!(exchange(policed, &[], &no_sni).await, "legacy", "{}", gw.log());
+    let alert = exchange(policed, &[], &other).await;
+    assert_eq!(alert.as_bytes(), [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70], "{}", gw.log());
+    assert_eq!(exchange(policed, &[], &tls.client_hello("app.example.test")).await, "app");
+    let (_, metrics) = gw.get("/metrics");
+    for action in ["close\"} 1", "backend\"} 1", "alert\"} 1"] {
+        assert!(metrics.contains(action), "{action}:\n{metrics}");
+    }
+}
