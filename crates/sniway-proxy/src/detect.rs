@@ -85,16 +85,15 @@ pub async fn read_preface(
     }
 }
 
-/// Reads until a complete ClientHello is buffered, the input is found invalid, the client closes,
-/// or `timeout` passes since the call.
+/// Reads until a complete ClientHello is buffered (after a PostgreSQL preamble, if any), the
+/// input is found invalid, the client closes, or `timeout` passes since the call; no PROXY
+/// header is read.
 ///
 /// XXX: each read re-parses the whole buffer, so a client trickling one byte per segment costs
 /// O(n²) parse work in the hello size; the size cap and the deadline bound it.
 pub async fn read_hello(io: &mut TcpStream, timeout: Duration) -> Result<Detected, ConnError> {
-    match tokio::time::timeout(timeout, read_hello_unbounded(io)).await {
-        Ok(r) => r,
-        Err(_elapsed) => Err(ConnError::HelloTimeout(timeout)),
-    }
+    let unused = SocketAddr::from(([0, 0, 0, 0], 0));
+    read_preface(io, timeout, unused, &Accept::default()).await
 }
 
 async fn read_hello_unbounded(io: &mut TcpStream) -> Result<Detected, ConnError> {

@@ -595,6 +595,34 @@ async fn bytes_counted_from_the_client_leave_out_the_gateways_own_header() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_listeners_answer_the_postgres_request_and_send_the_header_before_plaintext() {
+    use support::tls::{Served, mk_terminate_listener};
+    let ca = sniway_testkit::TestCa::new("test CA");
+    let b = backend("b", PROXIED).await;
+    let (_der, cert) = ca.served("default/db", &["db.example.test"]);
+    let (l, _cfg) = mk_terminate_listener(
+        Some("db.example.test"),
+        vec![(None, mk_route("r", vec![with_proxy("b", b, ProxyProtocolVersion::V2)]))],
+        vec![cert],
+    );
+    let p = start(table(vec![l])).await;
+    let mut tcp = connect(p.addr).await;
+    let me = tcp.local_addr().expect("local");
+    tcp.write_all(&SSL_REQUEST).await.expect("ssl request");
+    assert_eq!(read_exact(&mut tcp, 1).await, b"S");
+    let connector = tokio_rustls::TlsConnector::from(sniway_testkit::client_config(&ca.der()));
+    let name = rustls::pki_types::ServerName::try_from("db.example.test").expect("name");
+    let mut tls = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    // The backend got the header (no ALPN negotiated), then plaintext without a preamble.
+    assert_eq!(read_line(&mut tls).await, format!("b src={me} authority=db.example.test alpn=-"));
+    tls.write_all(b"select 1\n").await.expect("write");
+    assert_eq!(read_line(&mut tls).await, "select 1");
+}
+
 // === clients that name no route ===
 
 fn unmatched_settings(no_sni: Unmatched, no_match: Unmatched) -> ListenerSettings {
