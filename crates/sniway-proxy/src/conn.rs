@@ -284,7 +284,7 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
     );
     // The table (through `sock`) is kept until the relay starts, never by the relay.
     let routed = Routed { inner, sock, listener: &listener, route: &route, start };
-    let origin = Origin { client, local, sni: server_name(&detected.hello).map(Box::from) };
+    let origin = Origin { client, local };
     match &listener.mode {
         Mode::Passthrough => {
             // Only the bytes are kept for the replay; the parsed hello is not needed any more.
@@ -292,7 +292,7 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
             let (chosen, backend, mut log) = routed.choose(log)?;
             // The gateway's own bytes go first: the PROXY header, then PostgreSQL's SSLRequest.
             let alpn = hello.alpn.first().map(Vec::as_slice);
-            let mut own = origin.header(chosen.proxy_protocol, alpn);
+            let mut own = origin.header(chosen.proxy_protocol, server_name(&hello), alpn);
             drop(hello);
             if postgres.ssl {
                 own.extend_from_slice(&postgres::SSL_REQUEST);
@@ -513,18 +513,18 @@ struct Origin {
     client: SocketAddr,
     /// The gateway's address the connection was accepted on.
     local: SocketAddr,
-    /// The server name the client asked for.
-    sni: Option<Box<str>>,
 }
 
 impl Origin {
-    /// The header for a backend that wants `version`; empty for none.
+    /// The header for a backend that wants `version` (with the server name the client asked
+    /// for, and an ALPN protocol); empty for none.
     fn header(
         &self,
         version: sniway_model::settings::ProxyProtocolVersion,
+        sni: Option<&str>,
         alpn: Option<&[u8]>,
     ) -> Vec<u8> {
-        proxy_protocol::header(version, self.client, self.local, self.sni.as_deref(), alpn)
+        proxy_protocol::header(version, self.client, self.local, sni, alpn)
     }
 }
 
@@ -612,7 +612,8 @@ impl<'a> Routed<'a> {
         log: Log,
     ) -> Option<(TlsStream<Prefixed<TcpStream>>, TcpStream, BackendGuard, Log)> {
         let Detected { hello, buffered, .. } = detected;
-        drop(hello);
+        // Only the server name is kept (moved, not copied), for a PROXY header.
+        let sniway_wire::ClientHello { server_name, .. } = hello;
         let listener = &self.listener.label;
         let handshake =
             terminate::handshake(config, stream, buffered, self.listener.handshake_timeout).await;
@@ -653,7 +654,11 @@ impl<'a> Routed<'a> {
             }
         };
         // The PROXY header, when the backend wants one, with the ALPN protocol negotiated.
-        let header = origin.header(chosen.proxy_protocol, tls.get_ref().1.alpn_protocol());
+        let sni = match &server_name {
+            ServerName::Host(h) => Some(h.as_str()),
+            _ => None,
+        };
+        let header = origin.header(chosen.proxy_protocol, sni, tls.get_ref().1.alpn_protocol());
         let connected = match self.connect(chosen, &header, &mut log).await {
             Ok(c) => send_rest(c, &header, self.inner.config.connect_timeout).await,
             Err(e) => Err(e),
