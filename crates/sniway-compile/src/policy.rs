@@ -585,16 +585,64 @@ pub fn crds() -> Vec<(String, String)> {
         .map(|crd| {
             let name = format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural);
             // Serializing a CustomResourceDefinition (plain data) cannot fail.
-            (name, serde_yaml_ng::to_string(&crd).unwrap_or_default())
+            let yaml = serde_yaml_ng::to_string(&crd).unwrap_or_default();
+            (name, quote_yaml11_booleans(&yaml))
         })
         .collect();
     out.sort();
     out
 }
 
+/// Words a YAML 1.1 parser reads as booleans. kubectl reads manifests as YAML 1.1, so an enum
+/// value `Off` written bare would reach the API server as `false`.
+const YAML11_BOOLEANS: &[&str] = &[
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+    "OFF",
+];
+
+/// Quotes every bare scalar value (`key: Off`, `- Off`) that YAML 1.1 would read as a boolean;
+/// the YAML stays the same document for a YAML 1.2 reader.
+fn quote_yaml11_booleans(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.lines() {
+        let split = line.rfind(": ").map(|i| i + 2).or_else(|| {
+            let t = line.trim_start();
+            t.starts_with("- ").then(|| line.len() - t.len() + 2)
+        });
+        match split {
+            Some(i) if YAML11_BOOLEANS.contains(&&line[i..]) => {
+                out.push_str(&line[..i]);
+                out.push('\'');
+                out.push_str(&line[i..]);
+                out.push('\'');
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_crd_value_reads_as_a_yaml_1_1_boolean() {
+        for (name, yaml) in crds() {
+            for line in yaml.lines() {
+                let value = line.rsplit(": ").next().unwrap_or(line).trim_start_matches([' ', '-']);
+                assert!(!YAML11_BOOLEANS.contains(&value.trim()), "{name}: {line}");
+            }
+            // Still the same document.
+            let v: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+            assert!(v["spec"]["versions"].is_array(), "{name}");
+        }
+        assert_eq!(
+            quote_yaml11_booleans("  - Off\n  default: Off\n  a: Offline\n"),
+            "  - 'Off'\n  default: 'Off'\n  a: Offline\n"
+        );
+    }
 
     fn d(s: &str) -> Option<Duration> {
         GatewayDuration::parse(s).map(|d| d.0)

@@ -724,10 +724,15 @@ pub(crate) fn backend_policy(spec: &BackendPolicySpec, f: &mut Findings) {
         match (a.type_, &a.tls) {
             (ProbeType::Tcp, Some(_)) => f.err(format!("{p}.tls"), "is only allowed with type TLS"),
             (ProbeType::Tls, Some(t)) => {
-                if let Some(sni) = &t.sni
-                    && let Some(problem) = hostname_problem(sni, true)
-                {
-                    f.err(format!("{p}.tls.sni"), problem);
+                if let Some(sni) = &t.sni {
+                    if let Some(problem) = hostname_problem(sni, true) {
+                        f.err(format!("{p}.tls.sni"), problem);
+                    } else if sni.starts_with('*') {
+                        f.err(
+                            format!("{p}.tls.sni"),
+                            format!("{sni:?} is a wildcard, not a server name"),
+                        );
+                    }
                 }
                 check_len(f, &format!("{p}.tls.caCertificateRefs"), &t.ca_certificate_refs, 0, 8);
                 for (i, r) in t.ca_certificate_refs.iter().enumerate() {

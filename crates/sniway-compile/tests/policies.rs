@@ -246,9 +246,13 @@ healthCheck:\n    active: {type: TCP, healthyThreshold: 0, interval: 0s, tls: {s
     let e = load_errors(
         "apiVersion: sniway.io/v1alpha1\nkind: BackendPolicy\nmetadata: {name: p}\n\
 spec:\n  targetRefs: [{group: \"\", kind: Service, name: app}]\n  \
-healthCheck:\n    active: {type: TLS, tls: {verify: true, caCertificateRefs: [{kind: Secret, name: x}]}}\n",
+healthCheck:\n    active: {type: TLS, tls: {verify: true, caCertificateRefs: [{kind: Secret, name: x}]}}\n---\n\
+apiVersion: sniway.io/v1alpha1\nkind: BackendPolicy\nmetadata: {name: q}\n\
+spec:\n  targetRefs: [{group: \"\", kind: Service, name: app}]\n  \
+healthCheck:\n    active: {type: TLS, tls: {sni: \"*.example.com\"}}\n",
     );
     for want in [
+        "spec.healthCheck.active.tls.sni: \"*.example.com\" is a wildcard",
         "caCertificateRefs[0].kind: \"Secret\" is not supported",
         "spec.healthCheck.active.tls.sni: is required with verify: true",
     ] {

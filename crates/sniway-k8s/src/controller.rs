@@ -150,8 +150,12 @@ pub async fn run<F>(
             ev = events.recv() => {
                 let Some((id, ev)) = ev else { break };
                 let mut change = store.apply(&id, ev);
-                if change == Change::Spec && watches.sync_secrets(&mut store) == Change::Spec {
-                    change = Change::Spec;
+                if change == Change::Spec {
+                    let secrets = watches.sync_secrets(&mut store);
+                    let config_maps = watches.sync_config_maps(&mut store);
+                    if secrets == Change::Spec || config_maps == Change::Spec {
+                        change = Change::Spec;
+                    }
                 }
                 if change != Change::None {
                     let now = Instant::now();

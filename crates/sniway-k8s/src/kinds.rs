@@ -79,6 +79,13 @@ pub const SECRET: Kind = kind("", "v1", "Secret", "secrets", true, READ, &[]);
 /// `ListenerPolicy` (`sniway.io/v1alpha1`).
 pub const LISTENER_POLICY: Kind =
     kind("sniway.io", "v1alpha1", "ListenerPolicy", "listenerpolicies", true, READ, STATUS);
+/// `BackendPolicy` (`sniway.io/v1alpha1`).
+pub const BACKEND_POLICY: Kind =
+    kind("sniway.io", "v1alpha1", "BackendPolicy", "backendpolicies", true, READ, STATUS);
+/// `ServiceImport` (`multicluster.x-k8s.io/v1alpha1`, Multi-Cluster Services API): backends of
+/// routes; a cluster without the CRD has none.
+pub const SERVICE_IMPORT: Kind =
+    kind("multicluster.x-k8s.io", "v1alpha1", "ServiceImport", "serviceimports", true, READ, &[]);
 /// `Lease`, for leader election.
 pub const LEASE: Kind = kind("coordination.k8s.io", "v1", "Lease", "leases", true, WRITE, &[]);
 /// `Deployment` provisioned per Gateway.
@@ -89,7 +96,8 @@ pub const SERVICE_ACCOUNT: Kind =
 /// `PodDisruptionBudget` provisioned per Gateway.
 pub const POD_DISRUPTION_BUDGET: Kind =
     kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, WRITE, &[]);
-/// `ConfigMap`: read when a Gateway's `spec.infrastructure.parametersRef` names one.
+/// `ConfigMap`: read when a Gateway's `spec.infrastructure.parametersRef` names one, and
+/// watched by name when a BackendPolicy's TLS health check names one in `caCertificateRefs`.
 pub const CONFIG_MAP: Kind = kind("", "v1", "ConfigMap", "configmaps", true, READ, &[]);
 
 /// `ClusterRoleBinding`: the one binding the data planes' ServiceAccounts to their read-only
@@ -116,6 +124,8 @@ pub const WATCHED: &[Kind] = &[
     ENDPOINT_SLICE,
     NAMESPACE,
     LISTENER_POLICY,
+    BACKEND_POLICY,
+    SERVICE_IMPORT,
 ];
 
 /// Every kind the controller touches, for RBAC.
@@ -131,6 +141,8 @@ pub const ALL: &[Kind] = &[
     NAMESPACE,
     SECRET,
     LISTENER_POLICY,
+    BACKEND_POLICY,
+    SERVICE_IMPORT,
     LEASE,
     DEPLOYMENT,
     SERVICE_ACCOUNT,

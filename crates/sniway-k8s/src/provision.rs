@@ -65,7 +65,8 @@ pub const CONTAINER: &str = "dataplane";
 pub const ADMIN_PORT_NAME: &str = "admin";
 
 /// The ClusterRole (`deploy/dataplane-rbac.yaml`) granting a data plane its reads: get, list and watch on
-/// every kind of `kinds::WATCHED` and on `kinds::SECRET`.
+/// every kind of `kinds::WATCHED` and on `kinds::SECRET` and `kinds::CONFIG_MAP` (each watched by
+/// name).
 pub const DATAPLANE_ROLE: &str = "sniway-dataplane";
 /// The ClusterRoleBinding of [`DATAPLANE_ROLE`] to every provisioned ServiceAccount, the only
 /// ClusterRoleBinding the controller may write (`deploy/rbac.yaml` names it in `resourceNames`).

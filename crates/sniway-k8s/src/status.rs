@@ -1,7 +1,8 @@
 //! Status writing: what a compile computed, merged with what the objects carry, written only
 //! where it differs.
 //!
-//! - Gateways, ListenerPolicies (and GatewayClasses, ListenerSets) own their whole status: it is
+//! - Gateways, ListenerPolicies, BackendPolicies (and GatewayClasses, ListenerSets) own their
+//!   whole status: it is
 //!   written by server-side apply to the `status` subresource, field manager
 //!   [`FIELD_MANAGER`], `force: true`.
 //! - TLSRoute `status.parents` is an atomic list in the Gateway API v1.6.1 CRDs (no
@@ -42,6 +43,7 @@ pub const STATUS_KINDS: &[Kind] = &[
     kinds::LISTENER_SET,
     kinds::TLS_ROUTE,
     kinds::LISTENER_POLICY,
+    kinds::BACKEND_POLICY,
 ];
 
 /// How a kind's status is written.
@@ -87,6 +89,7 @@ fn desired(compiled: &Compiled) -> Vec<Desired> {
     out.extend(desired_of(kinds::LISTENER_SET, Method::Apply, &compiled.listener_sets));
     out.extend(desired_of(kinds::TLS_ROUTE, Method::Parents, &compiled.routes));
     out.extend(desired_of(kinds::LISTENER_POLICY, Method::Apply, &compiled.policies));
+    out.extend(desired_of(kinds::BACKEND_POLICY, Method::Apply, &compiled.backend_policies));
     out
 }
 

@@ -1,6 +1,6 @@
 //! The objects the controller has seen, as raw JSON, fed by the watchers.
 //!
-//! Each watch stream (one per kind, one per referenced Secret) owns a set of objects. A re-list
+//! Each watch stream (one per kind, one per referenced Secret or ConfigMap) owns a set of objects. A re-list
 //! (`Init`, `InitApply`..., `InitDone`) builds the stream's new set aside and swaps it in at
 //! `InitDone`, so a half-listed kind is never served; the store is [`Store::ready`] once every
 //! stream has completed its first list.
@@ -21,6 +21,28 @@ pub enum StreamId {
     /// One Secret, by namespace and name, and the number of its watcher (events of a stopped
     /// watcher still queued when the Secret is referenced again are told apart).
     Secret(String, String, u64),
+    /// One ConfigMap (a BackendPolicy's CA certificates), as for Secrets.
+    ConfigMap(String, String, u64),
+}
+
+impl StreamId {
+    /// A stream of one object of `kind` (Secret or ConfigMap).
+    fn named(kind: Kind, namespace: &str, name: &str, watcher: u64) -> StreamId {
+        if kind.kind == kinds::CONFIG_MAP.kind {
+            StreamId::ConfigMap(namespace.into(), name.into(), watcher)
+        } else {
+            StreamId::Secret(namespace.into(), name.into(), watcher)
+        }
+    }
+
+    /// `(kind, namespace, name)` of a stream of one object.
+    fn object(&self) -> Option<(&'static str, &str, &str)> {
+        match self {
+            StreamId::Kind(_) => None,
+            StreamId::Secret(ns, n, _) => Some((kinds::SECRET.kind, ns, n)),
+            StreamId::ConfigMap(ns, n, _) => Some((kinds::CONFIG_MAP.kind, ns, n)),
+        }
+    }
 }
 
 /// An object's identity.
@@ -157,17 +179,27 @@ impl Store {
 
     /// Expects the stream of one Secret (its objects count once it has listed).
     pub fn add_secret(&mut self, namespace: &str, name: &str, watcher: u64) {
-        self.streams
-            .entry(StreamId::Secret(namespace.into(), name.into(), watcher))
-            .or_insert_with(|| StreamState { kind: Some(kinds::SECRET), ..Default::default() });
+        self.add_named(kinds::SECRET, namespace, name, watcher);
     }
 
     /// Forgets a Secret's stream and its object.
     pub fn remove_secret(&mut self, namespace: &str, name: &str) -> Change {
+        self.remove_named(kinds::SECRET, namespace, name)
+    }
+
+    /// Expects the stream of one object of `kind` (Secret or ConfigMap), counted once listed.
+    pub fn add_named(&mut self, kind: Kind, namespace: &str, name: &str, watcher: u64) {
+        self.streams
+            .entry(StreamId::named(kind, namespace, name, watcher))
+            .or_insert_with(|| StreamState { kind: Some(kind), ..Default::default() });
+    }
+
+    /// Forgets the stream of one object of `kind` and its object.
+    pub fn remove_named(&mut self, kind: Kind, namespace: &str, name: &str) -> Change {
         let ids: Vec<StreamId> = self
             .streams
             .keys()
-            .filter(|id| matches!(id, StreamId::Secret(ns, n, _) if ns == namespace && n == name))
+            .filter(|id| id.object() == Some((kind.kind, namespace, name)))
             .cloned()
             .collect();
         let mut change = Change::None;
@@ -309,13 +341,41 @@ impl Store {
         out
     }
 
+    /// The ConfigMaps that BackendPolicies' TLS health checks name
+    /// (`spec.healthCheck.active.tls.caCertificateRefs[]` of kind `ConfigMap`, group `""`), in
+    /// the policy's namespace.
+    pub fn config_map_refs(&self) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for (key, obj) in self.objects() {
+            if key.kind != kinds::BACKEND_POLICY.kind {
+                continue;
+            }
+            let refs = obj.pointer("/spec/healthCheck/active/tls/caCertificateRefs");
+            for r in refs.and_then(Value::as_array).into_iter().flatten() {
+                let text = |f: &str| r.get(f).and_then(Value::as_str);
+                if text("group").unwrap_or("").is_empty()
+                    && text("kind") == Some("ConfigMap")
+                    && let Some(name) = text("name")
+                {
+                    out.insert((key.namespace.clone(), name.to_string()));
+                }
+            }
+        }
+        out
+    }
+
     /// The Secret streams expected now.
     pub fn secret_streams(&self) -> BTreeSet<(String, String)> {
+        self.named_streams(kinds::SECRET)
+    }
+
+    /// The streams of one object of `kind` expected now.
+    pub fn named_streams(&self, kind: Kind) -> BTreeSet<(String, String)> {
         self.streams
             .keys()
-            .filter_map(|id| match id {
-                StreamId::Secret(ns, n, _) => Some((ns.clone(), n.clone())),
-                StreamId::Kind(_) => None,
+            .filter_map(|id| match id.object() {
+                Some((k, ns, n)) if k == kind.kind => Some((ns.to_string(), n.to_string())),
+                _ => None,
             })
             .collect()
     }
@@ -463,5 +523,31 @@ mod tests {
             refs,
             [("certs".to_string(), "b".to_string()), ("infra".to_string(), "a".to_string())]
         );
+    }
+
+    #[test]
+    fn backend_policies_name_ca_config_maps_in_their_own_namespace() {
+        let mut store = Store::new(&[kinds::BACKEND_POLICY]);
+        let id = StreamId::Kind("BackendPolicy");
+        store.apply(&id, Event::Init);
+        let policy = json!({
+            "metadata": {"name": "p", "namespace": "apps"},
+            "spec": {"healthCheck": {"active": {"type": "TLS", "tls": {"caCertificateRefs": [
+                {"kind": "ConfigMap", "name": "ca"},
+                {"group": "", "kind": "ConfigMap", "name": "ca-2"},
+                {"kind": "Secret", "name": "not-a-config-map"},
+            ]}}}},
+        });
+        store.apply(&id, Event::InitApply(serde_json::from_value(policy).unwrap()));
+        store.apply(&id, Event::InitDone);
+        let refs: Vec<(String, String)> = store.config_map_refs().into_iter().collect();
+        assert_eq!(refs, [("apps".into(), "ca".into()), ("apps".into(), "ca-2".into())]);
+        // Their streams are apart from Secrets'.
+        store.add_named(kinds::CONFIG_MAP, "apps", "ca", 1);
+        assert_eq!(store.named_streams(kinds::CONFIG_MAP).len(), 1);
+        assert!(store.secret_streams().is_empty());
+        assert!(!store.ready(), "waits for the ConfigMap's list");
+        assert_eq!(store.remove_named(kinds::CONFIG_MAP, "apps", "ca"), Change::None);
+        assert!(store.ready());
     }
 }

@@ -1,5 +1,6 @@
 //! The watchers: one `kube-runtime` watcher per kind of [`kinds::WATCHED`] and one per
-//! referenced Secret, each with the default backoff, all feeding one channel of events.
+//! referenced Secret (listener certificates) or ConfigMap (BackendPolicy CA certificates), each
+//! with the default backoff, all feeding one channel of events.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -72,13 +73,14 @@ pub struct Watches {
     tx: mpsc::UnboundedSender<StreamEvent>,
     kinds: Vec<JoinHandle<()>>,
     secrets: BTreeMap<(String, String), JoinHandle<()>>,
-    /// Secret watchers started so far.
+    config_maps: BTreeMap<(String, String), JoinHandle<()>>,
+    /// Secret and ConfigMap watchers started so far.
     started: u64,
 }
 
 impl Drop for Watches {
     fn drop(&mut self) {
-        for h in self.kinds.iter().chain(self.secrets.values()) {
+        for h in self.kinds.iter().chain(self.secrets.values()).chain(self.config_maps.values()) {
             h.abort();
         }
     }
@@ -110,7 +112,17 @@ impl Watches {
                 spawn_stream(StreamId::Kind(k.kind), api, config, tx.clone())
             })
             .collect();
-        (Watches { client, tx, kinds: handles, secrets: BTreeMap::new(), started: 0 }, rx)
+        (
+            Watches {
+                client,
+                tx,
+                kinds: handles,
+                secrets: BTreeMap::new(),
+                config_maps: BTreeMap::new(),
+                started: 0,
+            },
+            rx,
+        )
     }
 
     /// Starts one more cluster-wide watcher, of the objects of `kind` that match the label
@@ -127,31 +139,55 @@ impl Watches {
     /// listeners now reference and stops those no longer referenced.
     pub fn sync_secrets(&mut self, store: &mut Store) -> Change {
         let wanted = store.secret_refs();
+        self.sync_named(kinds::SECRET, wanted, store)
+    }
+
+    /// As [`Watches::sync_secrets`], for the ConfigMaps BackendPolicies name.
+    pub fn sync_config_maps(&mut self, store: &mut Store) -> Change {
+        let wanted = store.config_map_refs();
+        self.sync_named(kinds::CONFIG_MAP, wanted, store)
+    }
+
+    fn sync_named(
+        &mut self,
+        kind: Kind,
+        wanted: BTreeSet<(String, String)>,
+        store: &mut Store,
+    ) -> Change {
+        let running = if kind.kind == kinds::CONFIG_MAP.kind {
+            &mut self.config_maps
+        } else {
+            &mut self.secrets
+        };
         let mut change = Change::None;
         let gone: Vec<(String, String)> =
-            self.secrets.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
+            running.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
         for key in gone {
-            if let Some(h) = self.secrets.remove(&key) {
+            if let Some(h) = running.remove(&key) {
                 h.abort();
             }
-            if store.remove_secret(&key.0, &key.1) == Change::Spec {
+            if store.remove_named(kind, &key.0, &key.1) == Change::Spec {
                 change = Change::Spec;
             }
         }
         for (ns, name) in wanted {
-            if self.secrets.contains_key(&(ns.clone(), name.clone())) {
+            if running.contains_key(&(ns.clone(), name.clone())) {
                 continue;
             }
             self.started += 1;
-            store.add_secret(&ns, &name, self.started);
+            store.add_named(kind, &ns, &name, self.started);
             let api = Api::<DynamicObject>::namespaced_with(
                 self.client.clone(),
                 &ns,
-                &api_resource(&kinds::SECRET),
+                &api_resource(&kind),
             );
             let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-            let id = StreamId::Secret(ns.clone(), name.clone(), self.started);
-            self.secrets.insert((ns, name), spawn_stream(id, api, config, self.tx.clone()));
+            let id = if kind.kind == kinds::CONFIG_MAP.kind {
+                StreamId::ConfigMap(ns.clone(), name.clone(), self.started)
+            } else {
+                StreamId::Secret(ns.clone(), name.clone(), self.started)
+            };
+            running.insert((ns, name), spawn_stream(id, api, config, self.tx.clone()));
         }
         change
     }
@@ -159,5 +195,12 @@ impl Watches {
     /// The Secrets watched now.
     pub fn secrets(&self) -> BTreeSet<(String, String)> {
         self.secrets.keys().cloned().collect()
+    }
+}
+
+impl Watches {
+    /// The ConfigMaps watched now.
+    pub fn config_maps(&self) -> BTreeSet<(String, String)> {
+        self.config_maps.keys().cloned().collect()
     }
 }

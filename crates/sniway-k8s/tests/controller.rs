@@ -573,3 +573,100 @@ async fn an_httproute_counts_in_an_http_listeners_attached_routes() {
     c.quiet_pass(2).await;
     c.stop().await;
 }
+
+fn backend_policy() -> Value {
+    json!({
+        "apiVersion": "sniway.io/v1alpha1", "kind": "BackendPolicy",
+        "metadata": {"name": "api-health", "namespace": "apps"},
+        "spec": {
+            "targetRefs": [{"group": "", "kind": "Service", "name": "api"}],
+            "healthCheck": {"active": {"type": "TLS", "tls": {
+                "sni": "api.example.com", "verify": true,
+                "caCertificateRefs": [{"kind": "ConfigMap", "name": "api-ca"}],
+            }}},
+        },
+    })
+}
+
+fn accepted_of(server: &ApiServer) -> Value {
+    let p = server
+        .get("sniway.io/v1alpha1", "BackendPolicy", Some("apps"), "api-health")
+        .unwrap_or(Value::Null);
+    condition(&p["status"]["ancestors"][0]["conditions"], "Accepted").clone()
+}
+
+#[tokio::test]
+async fn a_backend_policy_gets_its_status_and_its_ca_config_map_is_watched_by_name() {
+    let server = ApiServer::start().await.unwrap();
+    seed_basic(&server);
+    server.apply(backend_policy());
+    server.apply(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "unrelated", "namespace": "apps"}, "data": {"x": "y"},
+    }));
+    let mut c = Running::start(&server, ControllerOptions::default()).await;
+    c.table_where(|s| summary_has(s, "web.example.com") && summary_has(s, "api.example.com")).await;
+    // The CA ConfigMap does not exist yet: Invalid, on the Gateway whose route uses the Service.
+    let found = server
+        .wait_for_object("sniway.io/v1alpha1", "BackendPolicy", Some("apps"), "api-health", |p| {
+            condition(&p["status"]["ancestors"][0]["conditions"], "Accepted")["reason"] == "Invalid"
+        })
+        .await;
+    assert!(found.is_some(), "{}", accepted_of(&server));
+    let p = server.get("sniway.io/v1alpha1", "BackendPolicy", Some("apps"), "api-health").unwrap();
+    assert_eq!(p["status"]["ancestors"][0]["ancestorRef"]["name"], "gw");
+    assert_eq!(p["status"]["ancestors"][0]["ancestorRef"]["kind"], "Gateway");
+    assert!(
+        accepted_of(&server)["message"]
+            .as_str()
+            .unwrap()
+            .contains("ConfigMap apps/api-ca not found")
+    );
+    assert!(server.wait_for_watches("configmaps", 1).await);
+    assert_eq!(server.open_watches("configmaps"), [Some("metadata.name=api-ca".to_string())]);
+
+    // It arrives: the policy is Accepted and the table's check names its CA.
+    server.apply(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "api-ca", "namespace": "apps"},
+        "data": {"ca.crt": EC_CERT},
+    }));
+    c.table_where(|s| summary_has(s, "apps/api-ca")).await;
+    let found = server
+        .wait_for_object("sniway.io/v1alpha1", "BackendPolicy", Some("apps"), "api-health", |p| {
+            condition(&p["status"]["ancestors"][0]["conditions"], "Accepted")["reason"]
+                == "Accepted"
+        })
+        .await;
+    assert!(found.is_some(), "{}", accepted_of(&server));
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_import_backend_resolves_to_its_labelled_endpoint_slices() {
+    let server = ApiServer::start().await.unwrap();
+    seed_basic(&server);
+    let mut r = route(our_parent(), "remote.example.com", None);
+    r["metadata"]["name"] = json!("remote");
+    r["spec"]["rules"][0]["backendRefs"] = json!([{
+        "group": "multicluster.x-k8s.io", "kind": "ServiceImport", "name": "api", "port": 443,
+    }]);
+    server.apply(r);
+    server.apply(json!({
+        "apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceImport",
+        "metadata": {"name": "api", "namespace": "apps"},
+        "spec": {"type": "ClusterSetIP", "ports": [{"port": 443, "protocol": "TCP"}]},
+    }));
+    server.apply(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "api-remote", "namespace": "apps",
+                     "labels": {"multicluster.kubernetes.io/service-name": "api"}},
+        "addressType": "IPv4",
+        "ports": [{"port": 9443}],
+        "endpoints": [{"addresses": ["10.1.2.3"], "conditions": {"ready": true}}],
+    }));
+    let mut c = Running::start(&server, ControllerOptions::default()).await;
+    c.table_where(|s| summary_has(s, "remote.example.com") && summary_has(s, "10.1.2.3:9443"))
+        .await;
+    c.stop().await;
+}

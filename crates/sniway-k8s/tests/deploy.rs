@@ -344,7 +344,7 @@ fn the_dataplane_role_grants_exactly_the_reads_of_the_data_plane() {
     let role = find(&objects, "ClusterRole", provision::DATAPLANE_ROLE);
     let granted = grants("ClusterRole sniway-dataplane", role);
     let mut want = BTreeSet::new();
-    for k in kinds::WATCHED.iter().chain([&kinds::SECRET]) {
+    for k in kinds::WATCHED.iter().chain([&kinds::SECRET, &kinds::CONFIG_MAP]) {
         for v in ["get", "list", "watch"] {
             want.insert((k.group.to_string(), k.plural.to_string(), v.to_string(), String::new()));
         }

@@ -15,7 +15,7 @@ use sniway_model::Backend;
 
 use crate::cli::{CheckArgs, Format};
 
-/// Prints every Gateway, TLSRoute and ListenerPolicy with its status. Exits 0 whenever the
+/// Prints every Gateway, TLSRoute, ListenerPolicy and BackendPolicy with its status. Exits 0 whenever the
 /// input loaded, whatever the conditions say; a load error is reported and exits non-zero.
 pub fn check(args: CheckArgs) -> Result<ExitCode> {
     let mut compiled = crate::manifests::compile(&args.input)?;
@@ -88,7 +88,9 @@ fn or_none(items: Vec<String>) -> String {
     if items.is_empty() { "<none>".into() } else { items.join(",") }
 }
 
-/// Every Gateway, TLSRoute and ListenerPolicy as tables, as `kubectl get -o wide` shows them.
+/// Every Gateway, TLSRoute, ListenerPolicy and BackendPolicy as tables, as `kubectl get -o wide`
+/// shows them (BackendPolicies with the ancestor of each status entry: the Gateways using the
+/// target, or the target itself).
 /// Route backends are those the routing table resolved: `name(weight)=ip:port,...` (or the DNS
 /// target, or `invalid:Reason`), backends separated by `;`.
 pub fn wide(compiled: &Compiled) -> String {
@@ -228,8 +230,32 @@ pub fn wide(compiled: &Compiled) -> String {
         ));
     }
 
-    let policies: Vec<Vec<String>> = compiled
-        .policies
+    let policies = policy_rows(&compiled.policies, false);
+    if !policies.is_empty() {
+        sections.push(columns(&["NAMESPACE", "NAME", "TARGETS", "ACCEPTED"], &policies));
+    }
+    let backend_policies = policy_rows(&compiled.backend_policies, true);
+    if !backend_policies.is_empty() {
+        sections.push(columns(
+            &["NAMESPACE", "NAME", "TARGETS", "ANCESTORS", "ACCEPTED"],
+            &backend_policies,
+        ));
+    }
+
+    if sections.is_empty() {
+        return "No resources found.\n".into();
+    }
+    sections.join("\n")
+}
+
+/// One row per policy: namespace, name, targets (`Kind/name[/section]`), with `ancestors` the
+/// ancestor of each status entry (`Kind/namespace/name`), and the `Accepted` condition of each
+/// entry (`True(Accepted)`, `False(Reason)`).
+fn policy_rows(
+    policies: &[sniway_compile::status::ObjectStatus<sniway_compile::policy::PolicyStatus>],
+    ancestors: bool,
+) -> Vec<Vec<String>> {
+    policies
         .iter()
         .map(|p| {
             let v = p.to_value();
@@ -244,37 +270,42 @@ pub fn wide(compiled: &Compiled) -> String {
                         .collect()
                 })
                 .unwrap_or_default();
-            let accepted = v["status"]["ancestors"]
-                .as_array()
+            let entries = v["status"]["ancestors"].as_array().cloned().unwrap_or_default();
+            let accepted = entries
+                .iter()
                 .map(|a| {
-                    a.iter()
-                        .map(|a| {
-                            let c = a["conditions"]
-                                .as_array()
-                                .and_then(|cs| cs.iter().find(|c| c["type"] == "Accepted"));
-                            c.map_or("Unknown".to_string(), |c| {
-                                format!("{}({})", text(&c["status"]), text(&c["reason"]))
-                            })
-                        })
-                        .collect()
+                    let c = a["conditions"]
+                        .as_array()
+                        .and_then(|cs| cs.iter().find(|c| c["type"] == "Accepted"));
+                    c.map_or("Unknown".to_string(), |c| {
+                        format!("{}({})", text(&c["status"]), text(&c["reason"]))
+                    })
                 })
-                .unwrap_or_default();
-            vec![
+                .collect();
+            let mut row = vec![
                 text(&v["metadata"]["namespace"]).to_string(),
                 text(&v["metadata"]["name"]).to_string(),
                 or_none(targets),
-                or_none(accepted),
-            ]
+            ];
+            if ancestors {
+                let names = entries
+                    .iter()
+                    .map(|a| {
+                        let r = &a["ancestorRef"];
+                        format!(
+                            "{}/{}/{}",
+                            text(&r["kind"]),
+                            text(&r["namespace"]),
+                            text(&r["name"])
+                        )
+                    })
+                    .collect();
+                row.push(or_none(names));
+            }
+            row.push(or_none(accepted));
+            row
         })
-        .collect();
-    if !policies.is_empty() {
-        sections.push(columns(&["NAMESPACE", "NAME", "TARGETS", "ACCEPTED"], &policies));
-    }
-
-    if sections.is_empty() {
-        return "No resources found.\n".into();
-    }
-    sections.join("\n")
+        .collect()
 }
 
 #[cfg(test)]
@@ -316,6 +347,15 @@ spec:
   - {group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: tls}
   - {group: gateway.networking.k8s.io, kind: Gateway, name: nope}
   timeouts: {idle: 1m}
+---
+apiVersion: sniway.io/v1alpha1
+kind: BackendPolicy
+metadata: {name: foo-health}
+spec:
+  targetRefs:
+  - {group: "", kind: Service, name: foo}
+  - {group: "", kind: Service, name: missing}
+  healthCheck: {active: {type: TCP}}
 "#;
 
     fn compiled() -> Compiled {
@@ -346,6 +386,9 @@ default     foo    foo.example.com,bar.example.com   default/gw/tls   True      
 
 NAMESPACE   NAME   TARGETS                       ACCEPTED
 default     edge   Gateway/gw/tls,Gateway/nope   True(Accepted),False(TargetNotFound)
+
+NAMESPACE   NAME         TARGETS                       ANCESTORS                                    ACCEPTED
+default     foo-health   Service/foo,Service/missing   Gateway/default/gw,Service/default/missing   True(Accepted),False(TargetNotFound)
 ";
         assert_eq!(got, want, "got:\n{got}");
     }
@@ -356,6 +399,7 @@ default     edge   Gateway/gw/tls,Gateway/nope   True(Accepted),False(TargetNotF
         c.gateways.clear();
         c.routes.clear();
         c.policies.clear();
+        c.backend_policies.clear();
         assert_eq!(wide(&c), "No resources found.\n");
     }
 }

@@ -247,3 +247,87 @@ fn check_reports_a_port_held_by_another_process_as_port_unavailable() {
     let listener = &list["items"][0]["status"]["listeners"][0];
     assert_eq!(condition(&listener["conditions"], "Programmed")["status"], "True");
 }
+
+#[test]
+fn check_shows_backend_policy_status_beside_listener_policies() {
+    let text = "\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  gatewayClassName: sniway
+  listeners:
+  - {name: tls, protocol: TLS, port: 443, tls: {mode: Passthrough}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: app}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [app.example.com]
+  rules:
+  - backendRefs: [{name: app, port: 443, weight: 100}, {name: app-backup, port: 443, weight: 0}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app}
+spec: {clusterIP: 127.0.0.1, ports: [{port: 443}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app-backup}
+spec: {clusterIP: 127.0.0.2, ports: [{port: 443}]}
+---
+apiVersion: sniway.io/v1alpha1
+kind: BackendPolicy
+metadata: {name: app-backup}
+spec:
+  targetRefs: [{group: \"\", kind: Service, name: app-backup}]
+  fallback: true
+---
+apiVersion: sniway.io/v1alpha1
+kind: BackendPolicy
+metadata: {name: nowhere}
+spec:
+  targetRefs: [{group: \"\", kind: Service, name: missing}]
+  maxConnections: 10
+---
+apiVersion: sniway.io/v1alpha1
+kind: ListenerPolicy
+metadata: {name: edge}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+  noSni: {action: Alert}
+";
+    let list = check_json(&["--no-bind-check", "-f", "-"], Some(text));
+    let items = list["items"].as_array().unwrap();
+    let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Gateway", "TLSRoute", "ListenerPolicy", "BackendPolicy", "BackendPolicy"]);
+    let ancestor = &items[3]["status"]["ancestors"][0];
+    assert_eq!(ancestor["ancestorRef"]["kind"], "Gateway");
+    assert_eq!(ancestor["ancestorRef"]["name"], "gw");
+    assert_eq!(condition(&ancestor["conditions"], "Accepted")["reason"], "Accepted");
+    let missing = &items[4]["status"]["ancestors"][0];
+    assert_eq!(missing["ancestorRef"]["kind"], "Service");
+    assert_eq!(condition(&missing["conditions"], "Accepted")["reason"], "TargetNotFound");
+
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(["check", "--no-bind-check", "-o", "wide", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let wide = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        wide.lines()
+            .any(|l| l.contains("TARGETS") && l.contains("ANCESTORS") && l.ends_with("ACCEPTED")),
+        "{wide}"
+    );
+    let row = wide.lines().find(|l| l.contains(" app-backup ")).unwrap();
+    assert!(row.contains("Service/app-backup") && row.contains("Gateway/default/gw"), "{wide}");
+    assert!(row.ends_with("True(Accepted)"), "{wide}");
+}
