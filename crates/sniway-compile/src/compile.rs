@@ -8,7 +8,10 @@
 //! 4. Table: per socket, listeners in precedence order; per listener, routes in precedence
 //!    order (`HostIndex::insert_first`: the first insert of a hostname wins).
 //! 5. Status: Gateway and route conditions (`status/`); policy status comes from attaching
-//!    ListenerPolicies after step 2 (`policy_attach.rs`), their settings go into step 4.
+//!    ListenerPolicies after step 2 (`policy_attach.rs`), their settings and default routes go
+//!    into step 4; BackendPolicies are attached before step 3 (`backend_policy.rs`), their
+//!    settings ride on every backend resolved in step 3, and their status names the Gateways
+//!    whose routes use each target.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};

@@ -164,6 +164,7 @@ pub struct ListenerPolicySpec {
 /// `spec.proxyProtocol` of a ListenerPolicy.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "!has(self.mode) || self.mode == 'Off' || (has(self.trustedCIDRs) && size(self.trustedCIDRs) > 0)", "message": "trustedCIDRs is required with mode Optional or Required"}]))]
 pub struct ListenerProxyProtocol {
     /// `Off` (default), `Optional` (a header from a trusted peer is read when present) or
     /// `Required` (every connection starts with a header from a trusted peer).
@@ -192,6 +193,7 @@ pub enum ProxyProtocolMode {
 /// `spec.noSni` and `spec.noMatch` of a ListenerPolicy.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "!has(self.action) || self.action != 'Backend' || has(self.backendRef)", "message": "backendRef is required with action Backend"}]))]
 pub struct UnmatchedClients {
     /// `Close` (default), `Alert` (a fatal TLS `unrecognized_name` alert, then close) or
     /// `Backend` (relay to `backendRef`).
@@ -350,6 +352,7 @@ pub struct HealthCheck {
 /// `healthCheck.active`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "self.type == 'TLS' || !has(self.tls)", "message": "tls is only allowed with type TLS"}]))]
 pub struct ActiveCheck {
     /// `TCP` (a connect) or `TLS` (a ClientHello, expecting a ServerHello).
     #[serde(rename = "type")]
@@ -387,6 +390,7 @@ pub enum ProbeType {
 /// `healthCheck.active.tls`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "!has(self.verify) || !self.verify || (has(self.sni) && has(self.caCertificateRefs) && size(self.caCertificateRefs) > 0)", "message": "verify requires sni and caCertificateRefs"}]))]
 pub struct TlsProbe {
     /// The server name sent (and verified with `verify`); absent: none is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

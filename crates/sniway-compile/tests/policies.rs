@@ -296,3 +296,28 @@ fn an_invalid_backend_policy_from_a_cluster_is_skipped_with_a_warning() {
         loaded.warnings
     );
 }
+
+#[test]
+fn two_listener_policies_setting_proxy_protocol_conflict_and_the_older_wins() {
+    let policy = |name: &str, created: &str, cidr: &str| {
+        format!(
+            "apiVersion: sniway.io/v1alpha1\nkind: ListenerPolicy\nmetadata: {{name: {name}, creationTimestamp: \"{created}\"}}\n\
+             spec:\n  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw}}]\n  \
+             proxyProtocol: {{mode: Required, trustedCIDRs: [\"{cidr}\"]}}\n  relay: Copy\n---\n"
+        )
+    };
+    let text = format!(
+        "{GATEWAY}{}{}",
+        policy("a-newer", "2026-02-01T00:00:00Z", "192.0.2.0/24"),
+        policy("b-older", "2026-01-01T00:00:00Z", "10.0.0.0/8")
+    );
+    let c = build(&text);
+    let (_, l) = c.table.sockets[0].listeners.entries()[0];
+    let pp = l.settings.proxy_protocol.as_ref().unwrap();
+    assert_eq!(pp.trusted_cidrs[0].to_string(), "10.0.0.0/8");
+    let newer = c.policies.iter().find(|p| p.key == "default/a-newer").unwrap();
+    let cond = &newer.status.as_ref().unwrap().ancestors[0].conditions[0];
+    assert_eq!(cond.reason, "Conflicted");
+    assert!(cond.message.contains("proxyProtocol, relay"), "{}", cond.message);
+    assert!(cond.message.contains("ListenerPolicy default/b-older"), "{}", cond.message);
+}

@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use sniway_model::settings::Unmatched;
 use sniway_wire::ServerName;
 use socket2::SockRef;
 use tokio::io::AsyncWriteExt;
@@ -35,8 +36,10 @@ use crate::live::{
 };
 use crate::metrics::{
     HandshakeLabels, LimitLabels, ListenerReasonLabels, PathLabels, PathMetrics, PathReasonLabels,
-    SocketReasonLabels,
+    PostgresLabels, ProxyHeaderLabels, SocketReasonLabels, UnmatchedLabels,
 };
+use crate::postgres;
+use crate::proxy_protocol;
 use crate::relay::{self, Replay, Transferred};
 use crate::terminate::{self, Prefixed};
 use crate::upstream::{self, Connected};
@@ -47,7 +50,7 @@ use crate::{Inner, listener};
 pub(crate) struct Accepted {
     /// The client socket.
     pub stream: TcpStream,
-    /// The client's address.
+    /// The socket's peer: the client, or a load balancer that sends a PROXY protocol header.
     pub client: SocketAddr,
     /// The gateway's socket address that accepted it.
     pub local: SocketAddr,
@@ -159,18 +162,28 @@ struct Passthrough {
     backend: TcpStream,
     /// Every byte read from the client so far, replayed to the backend first.
     replay: Replay,
+    /// Bytes of the gateway's own (a PROXY protocol header) at the start of the replay: not the
+    /// client's, so not counted as received from it.
+    ahead: u64,
     deadlines: Deadlines,
     session: Session,
 }
 
 impl Passthrough {
     fn run(self, cut: Cut, inner: Arc<Inner>) -> Relay {
-        let Passthrough { client, backend, replay, deadlines, session } = self;
+        let Passthrough { client, backend, replay, ahead, deadlines, session } = self;
         let mut watchdog = Watchdog::new(deadlines, Some(cut));
         Box::pin(async move {
             let path = session.backend.path();
-            let meter = |up, down| path.moved(up, down);
-            let (t, result) = relay::relay(&client, &backend, replay, &mut watchdog, meter).await;
+            let mut skip = ahead;
+            let meter = |up: u64, down| {
+                let own = up.min(skip);
+                skip -= own;
+                path.moved(up - own, down)
+            };
+            let (mut t, result) =
+                relay::relay(&client, &backend, replay, &mut watchdog, meter).await;
+            t.client_to_backend = t.client_to_backend.saturating_sub(ahead);
             finish(&inner, &session, t, result);
         })
     }
@@ -206,11 +219,11 @@ impl Terminated {
 /// for Terminate the handshake). Every way it fails is accounted for here.
 async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
     let inner = &*inner;
-    let Accepted { mut stream, client, local, installed, socket, permit, start } = accepted;
-    let mut log: Log = inner.access_log.is_some().then(|| LogFields::new(client, local));
+    let Accepted { mut stream, client: peer, local, installed, socket, permit, start } = accepted;
+    let mut log: Log = inner.access_log.is_some().then(|| LogFields::new(peer, local));
     let Some(sock) = socket.and_then(|i| installed.sockets.get(i)) else {
         let e = ConnError::NoListener { sni: String::new() };
-        unrouted(inner, None, local, start, &e, log);
+        unrouted(inner, None, peer, local, start, &e, log);
         return None;
     };
     // TCP_NODELAY: inherited from the listening socket on Linux (listener.rs); elsewhere set here.
@@ -220,27 +233,35 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
         tracing::debug!(error = %e, "setting TCP_NODELAY on the client socket");
     }
 
-    let detected = match detect::read_hello(&mut stream, sock.hello_timeout).await {
+    let preface =
+        detect::read_preface(&mut stream, sock.hello_timeout, peer, &sock.proxy_protocol).await;
+    let detected = match preface {
         Ok(d) => d,
         Err(e) => {
             if matches!(e, ConnError::HelloTimeout(_)) {
                 // A deadline ends the connection with a reset, as in the relay.
                 relay::abort_on_close(&stream);
             }
-            unrouted(inner, Some(sock), local, start, &e, log);
+            unrouted(inner, Some(sock), peer, local, start, &e, log);
             return None;
         }
     };
+    // From here on the client is the one a PROXY header names, when there was one.
+    let client = preface_counted(inner, sock, peer, &detected);
     let hello_time = start.elapsed();
     sock.metrics.hello_duration.observe(hello_time.as_secs_f64());
     if let Some(l) = &mut log {
+        l.client = client;
         l.hello = Some(hello_time);
         l.alpn = detected.hello.alpn.clone();
     }
-    let (listener, route) = match lookup(sock, &detected, &mut log) {
+    let (listener, route) = match lookup(sock, &detected, &mut log, &inner.metrics) {
         Ok(found) => found,
         Err(e) => {
-            unrouted(inner, Some(sock), local, start, &e, log);
+            if matches!(e, ConnError::UnrecognizedName { .. }) {
+                send_alert(&mut stream).await;
+            }
+            unrouted(inner, Some(sock), client, local, start, &e, log);
             return None;
         }
     };
@@ -264,20 +285,51 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
     );
     // The table (through `sock`) is kept until the relay starts, never by the relay.
     let routed = Routed { inner, sock, listener: &listener, route: &route, start };
+    let origin = Origin { client, local };
     match &listener.mode {
         Mode::Passthrough => {
             // Only the bytes are kept for the replay; the parsed hello is not needed any more.
-            let Detected { hello, buffered } = detected;
-            drop(hello);
+            let Detected { hello, buffered, postgres, .. } = detected;
             let (chosen, backend, mut log) = routed.choose(log)?;
+            // The gateway's own bytes go first: the PROXY header, then PostgreSQL's SSLRequest.
+            let alpn = hello.alpn.first().map(Vec::as_slice);
+            let version = route.backends[chosen].proxy_protocol;
+            let mut own = origin.header(version, server_name(&hello), alpn);
+            drop(hello);
+            if postgres.ssl {
+                own.extend_from_slice(&postgres::SSL_REQUEST);
+            }
+            // What the connect sends at once: the gateway's bytes (PostgreSQL, whose hello waits
+            // for the backend's answer), or those and the hello in one buffer.
+            let (replay_buf, ahead) = if postgres.ssl || own.is_empty() {
+                (buffered, 0)
+            } else {
+                let ahead = own.len();
+                own.extend_from_slice(&buffered);
+                drop(buffered);
+                (std::mem::take(&mut own), ahead)
+            };
+            let first: &[u8] = if postgres.ssl { &own } else { &replay_buf };
             // The replay starts with the connect: usually all of it goes out there.
-            let connected = routed.connect(chosen, &buffered, &mut log).await;
+            let connected = routed.connect(chosen, first, &mut log).await;
             let connected = match connected {
                 Ok(c) => c,
                 Err(e) => return routed.fail(backend.path(), &e, log),
             };
             let (backend, log) = routed.settle(backend, &connected, log)?;
-            let Connected { stream: backend_stream, sent, endpoint, .. } = connected;
+            let Connected { stream: mut backend_stream, sent, endpoint, .. } = connected;
+            let replay = if postgres.ssl {
+                let unsent = &own[sent.min(own.len())..];
+                let timeout = inner.config.connect_timeout;
+                if let Err(e) =
+                    postgres::negotiate_backend(&mut backend_stream, unsent, timeout).await
+                {
+                    return routed.fail(backend.path(), &e, log);
+                }
+                Replay { buf: replay_buf, sent: 0 }
+            } else {
+                Replay { buf: replay_buf, sent }
+            };
             let session = Session {
                 start,
                 _permit: permit,
@@ -286,11 +338,11 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
                 _endpoint: endpoint,
                 log,
             };
-            let replay = Replay { buf: buffered, sent };
             Some(Ready::Passthrough(Passthrough {
                 client: stream,
                 backend: backend_stream,
                 replay,
+                ahead: ahead as u64,
                 deadlines,
                 session,
             }))
@@ -308,7 +360,7 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
                 let e = ConnError::NoCertificate { listener: listener.label.clone() };
                 return routed.fail_unpicked(&e, log);
             }
-            let t = Box::pin(routed.terminate(stream, detected, config, log)).await?;
+            let t = Box::pin(routed.terminate(stream, detected, config, &origin, log)).await?;
             let (tls, backend_stream, backend, endpoint, log) = t;
             let session = Session {
                 start,
@@ -328,16 +380,21 @@ async fn prepare(accepted: Accepted, inner: Arc<Inner>) -> Option<Ready> {
     }
 }
 
-/// The listener and route for the hello's server name.
+/// The listener and route for the hello's server name; for a client that names none (or an IP
+/// address), or a name no route takes, what the listener's `noSni` or `noMatch` says (counted):
+/// its default route, or an error (`UnrecognizedName` when it asks for an alert).
 fn lookup(
     sock: &LiveSocket,
     detected: &Detected,
     log: &mut Log,
+    metrics: &crate::Metrics,
 ) -> Result<(Arc<LiveListener>, Arc<LiveRoute>), ConnError> {
     let sni = match &detected.hello.server_name {
         ServerName::Host(h) => h.as_str(),
-        ServerName::None => return Err(ConnError::NoSni),
-        ServerName::Invalid => return Err(ConnError::InvalidSni),
+        ServerName::None => return unmatched(sock, None, NO_SNI, ConnError::NoSni, log, metrics),
+        ServerName::Invalid => {
+            return unmatched(sock, None, NO_SNI, ConnError::InvalidSni, log, metrics);
+        }
     };
     if let Some(l) = log {
         l.sni = Some(sni.into());
@@ -355,9 +412,135 @@ fn lookup(
             Ok((Arc::clone(l), Arc::clone(r)))
         }
         Found::NoRoute(l) => {
-            Err(ConnError::NoRoute { listener: l.label.clone(), sni: sni.to_string() })
+            let e = ConnError::NoRoute { listener: l.label.clone(), sni: sni.to_string() };
+            unmatched(sock, Some(l), NO_MATCH, e, log, metrics)
         }
-        Found::NoListener => Err(ConnError::NoListener { sni: sni.to_string() }),
+        Found::NoListener => {
+            let e = ConnError::NoListener { sni: sni.to_string() };
+            let name = sni.strip_suffix('.').unwrap_or(sni);
+            let kind = if name.parse::<std::net::IpAddr>().is_ok() { NO_SNI } else { NO_MATCH };
+            unmatched(sock, None, kind, e, log, metrics)
+        }
+    }
+}
+
+/// `kind` label of a client that sent no usable server name.
+const NO_SNI: &str = "no_sni";
+/// `kind` label of a server name that no route takes.
+const NO_MATCH: &str = "no_match";
+
+/// A client no route takes: `listener` (or the socket's listener for such clients) decides by
+/// its `noSni` or `noMatch`. Close gives `close` back; Alert an `UnrecognizedName`; Backend its
+/// default route, or `close` when it has none.
+fn unmatched(
+    sock: &LiveSocket,
+    listener: Option<&Arc<LiveListener>>,
+    kind: &'static str,
+    close: ConnError,
+    log: &mut Log,
+    metrics: &crate::Metrics,
+) -> Result<(Arc<LiveListener>, Arc<LiveRoute>), ConnError> {
+    let listener = listener.or(sock.unmatched.as_ref());
+    let (action, default) = match listener {
+        None => (Unmatched::Close, None),
+        Some(l) if kind == NO_SNI => (l.no_sni, l.default_no_sni.as_ref()),
+        Some(l) => (l.no_match, l.default_no_match.as_ref()),
+    };
+    let (label, result) = match (action, listener, default) {
+        (Unmatched::Backend, Some(l), Some(r)) => ("backend", Ok((Arc::clone(l), Arc::clone(r)))),
+        (Unmatched::Alert, Some(_), _) => ("alert", Err(ConnError::UnrecognizedName { kind })),
+        _ => ("close", Err(close)),
+    };
+    let labels = UnmatchedLabels {
+        address: sock.metrics.address.clone(),
+        listener: listener.map(|l| l.label.clone()).unwrap_or_default(),
+        kind,
+        action: label,
+    };
+    metrics.unmatched.get_or_create(&labels).inc();
+    if let (Some(lg), Some(l)) = (log.as_mut(), listener) {
+        lg.listener = Some(l.label.as_str().into());
+        if let Ok((_, r)) = &result {
+            lg.route = Some(r.id.to_string().into());
+        }
+    }
+    result
+}
+
+/// The fatal TLS alert `unrecognized_name` (RFC 6066 §3, alert 112), as a TLS 1.2 record (RFC
+/// 8446 §5.1: the legacy record version of everything but the first ClientHello).
+pub const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
+
+/// Sends the alert, then closes the write side; bounded in time.
+async fn send_alert(stream: &mut TcpStream) {
+    let sent = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        stream.write_all(&UNRECOGNIZED_NAME_ALERT).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        tracing::debug!("unrecognized_name alert not sent");
+    }
+}
+
+/// The host name the client asked for, as sent.
+fn server_name(hello: &sniway_wire::ClientHello) -> Option<&str> {
+    match &hello.server_name {
+        ServerName::Host(h) => Some(h),
+        _ => None,
+    }
+}
+
+/// Counts what came before the hello (a PROXY header, a PostgreSQL request) and gives the
+/// client's address: the header's, or the socket's peer.
+fn preface_counted(
+    inner: &Inner,
+    sock: &LiveSocket,
+    peer: SocketAddr,
+    detected: &Detected,
+) -> SocketAddr {
+    let address = || sock.metrics.address.clone();
+    let m = &inner.metrics;
+    if detected.postgres.gssenc {
+        m.postgres_requests
+            .get_or_create(&PostgresLabels { address: address(), request: "gssenc" })
+            .inc();
+    }
+    if detected.postgres.ssl {
+        m.postgres_requests
+            .get_or_create(&PostgresLabels { address: address(), request: "ssl" })
+            .inc();
+    }
+    let Some(received) = detected.proxied else { return peer };
+    let labels = ProxyHeaderLabels {
+        address: address(),
+        version: if received.version == 1 { "v1" } else { "v2" },
+        command: if received.client.is_some() { "proxy" } else { "local" },
+    };
+    m.proxy_headers.get_or_create(&labels).inc();
+    let client = received.client.unwrap_or(peer);
+    tracing::debug!(%peer, %client, version = received.version, "PROXY protocol header accepted");
+    client
+}
+
+/// Where a connection comes from, for the PROXY protocol header sent to its backend.
+struct Origin {
+    /// The client's address (a PROXY header's, when one was accepted).
+    client: SocketAddr,
+    /// The gateway's address the connection was accepted on.
+    local: SocketAddr,
+}
+
+impl Origin {
+    /// The header for a backend that wants `version` (with the server name the client asked
+    /// for, and an ALPN protocol); empty for none.
+    fn header(
+        &self,
+        version: sniway_model::settings::ProxyProtocolVersion,
+        sni: Option<&str>,
+        alpn: Option<&[u8]>,
+    ) -> Vec<u8> {
+        proxy_protocol::header(version, self.client, self.local, sni, alpn)
     }
 }
 
@@ -461,10 +644,12 @@ impl<'a> Routed<'a> {
         stream: TcpStream,
         detected: Detected,
         config: Arc<rustls::ServerConfig>,
+        origin: &Origin,
         log: Log,
     ) -> Option<(TlsStream<Prefixed<TcpStream>>, TcpStream, BackendGuard, EndpointGuard, Log)> {
-        let Detected { hello, buffered } = detected;
-        drop(hello);
+        let Detected { hello, buffered, .. } = detected;
+        // Only the server name is kept (moved, not copied), for a PROXY header.
+        let sniway_wire::ClientHello { server_name, .. } = hello;
         let listener = &self.listener.label;
         let handshake =
             terminate::handshake(config, stream, buffered, self.listener.handshake_timeout).await;
@@ -504,7 +689,18 @@ impl<'a> Routed<'a> {
                 return None;
             }
         };
-        match self.connect(chosen, &[], &mut log).await {
+        // The PROXY header, when the backend wants one, with the ALPN protocol negotiated.
+        let sni = match &server_name {
+            ServerName::Host(h) => Some(h.as_str()),
+            _ => None,
+        };
+        let version = self.route.backends[chosen].proxy_protocol;
+        let header = origin.header(version, sni, tls.get_ref().1.alpn_protocol());
+        let connected = match self.connect(chosen, &header, &mut log).await {
+            Ok(c) => send_rest(c, &header, self.inner.config.connect_timeout).await,
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok(c) => match self.settle(backend, &c, log) {
                 Some((backend, log)) => Some((tls, c.stream, backend, c.endpoint, log)),
                 None => {
@@ -551,17 +747,38 @@ impl<'a> Routed<'a> {
 /// Longest wait for the close_notify to go out when a terminated connection ends before relaying.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Writes what of `first` the connect did not send, within `timeout`.
+async fn send_rest(
+    mut c: Connected,
+    first: &[u8],
+    timeout: Duration,
+) -> Result<Connected, ConnError> {
+    let rest = &first[c.sent.min(first.len())..];
+    if !rest.is_empty() {
+        match tokio::time::timeout(timeout, c.stream.write_all(rest)).await {
+            Ok(Ok(())) => c.sent = first.len(),
+            Ok(Err(e)) => return Err(ConnError::BackendIo(e)),
+            Err(_) => {
+                let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "writing timed out");
+                return Err(ConnError::BackendIo(e));
+            }
+        }
+    }
+    Ok(c)
+}
+
 /// A connection refused before it had a route (the hello, or no listener or route for it).
 fn unrouted(
     inner: &Inner,
     sock: Option<&LiveSocket>,
+    client: SocketAddr,
     local: SocketAddr,
     start: Instant,
     e: &ConnError,
     log: Log,
 ) {
     let (reason, side) = (e.reason(), e.side());
-    tracing::debug!(%local, reason, side = side.as_str(), error = %e, "refused");
+    tracing::debug!(%client, %local, reason, side = side.as_str(), error = %e, "refused");
     if let (Some(sock), Some(hello)) = (sock, e.hello_reason()) {
         let labels = SocketReasonLabels { address: sock.metrics.address.clone(), reason: hello };
         inner.metrics.hello_failures.get_or_create(&labels).inc();

@@ -15,14 +15,26 @@
 //!
 //! Every byte read is kept, in order, and replayed to the backend: the proxy never consumes or
 //! rewrites the client's bytes.
+//!
+//! Two things may come before the hello, both under the same deadline ([`read_preface`]): a PROXY
+//! protocol header from a load balancer, when the socket accepts one (read exactly by
+//! [`crate::proxy_protocol`], so the hello reader starts at the hello's first byte), and
+//! PostgreSQL's `SSLRequest` (answered `S`) or `GSSENCRequest` (answered `N`), recognised in
+//! the hello's own read loop by their exact 8 bytes ([`crate::postgres`]); the request's bytes are
+//! dropped from the buffer without a copy, since nothing may follow them before the answer.
 
 use std::io::ErrorKind;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use sniway_wire::ClientHello;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::error::ConnError;
+use crate::postgres::{self, Preamble};
+use crate::proxy_protocol::{self, Accept, Received};
 
 /// First buffer size: enough for most hellos, including ones with a post-quantum key share.
 pub const INITIAL_BUFFER: usize = 4 * 1024;
@@ -38,18 +50,50 @@ pub struct Detected {
     pub hello: ClientHello,
     /// All bytes read from the client, the hello first; replayed to the backend unchanged.
     pub buffered: Vec<u8>,
+    /// The PROXY protocol header accepted before the hello, if any.
+    pub proxied: Option<Received>,
+    /// What PostgreSQL preamble the client sent before the hello.
+    pub postgres: PostgresPreamble,
 }
 
-/// Reads until a complete ClientHello is buffered, the input is found invalid, the client closes,
-/// or `timeout` passes since the call.
+/// The PostgreSQL requests a client sent before its hello.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PostgresPreamble {
+    /// It sent `SSLRequest` and was answered `S`: the backend expects the same exchange.
+    pub ssl: bool,
+    /// It sent `GSSENCRequest` and was answered `N`.
+    pub gssenc: bool,
+}
+
+/// Reads the PROXY header (as `accept` says, `peer` being the socket's peer), any PostgreSQL
+/// preamble, and the ClientHello, all within `timeout` from the call.
+pub async fn read_preface(
+    io: &mut TcpStream,
+    timeout: Duration,
+    peer: SocketAddr,
+    accept: &Accept,
+) -> Result<Detected, ConnError> {
+    let all = async {
+        let proxied = proxy_protocol::read_header(io, peer, accept).await?;
+        let mut d = read_hello_unbounded(io).await?;
+        d.proxied = proxied;
+        Ok(d)
+    };
+    match tokio::time::timeout(timeout, all).await {
+        Ok(r) => r,
+        Err(_elapsed) => Err(ConnError::HelloTimeout(timeout)),
+    }
+}
+
+/// Reads until a complete ClientHello is buffered (after a PostgreSQL preamble, if any), the
+/// input is found invalid, the client closes, or `timeout` passes since the call; no PROXY
+/// header is read.
 ///
 /// XXX: each read re-parses the whole buffer, so a client trickling one byte per segment costs
 /// O(n²) parse work in the hello size; the size cap and the deadline bound it.
 pub async fn read_hello(io: &mut TcpStream, timeout: Duration) -> Result<Detected, ConnError> {
-    match tokio::time::timeout(timeout, read_hello_unbounded(io)).await {
-        Ok(r) => r,
-        Err(_elapsed) => Err(ConnError::HelloTimeout(timeout)),
-    }
+    let unused = SocketAddr::from(([0, 0, 0, 0], 0));
+    read_preface(io, timeout, unused, &Accept::default()).await
 }
 
 async fn read_hello_unbounded(io: &mut TcpStream) -> Result<Detected, ConnError> {
@@ -58,6 +102,7 @@ async fn read_hello_unbounded(io: &mut TcpStream) -> Result<Detected, ConnError>
     io.readable().await.map_err(ConnError::HelloRead)?;
     let mut buf = vec![0u8; INITIAL_BUFFER];
     let mut filled = 0;
+    let mut postgres = PostgresPreamble::default();
     loop {
         if filled == buf.len() {
             let grown = (buf.len() * 2).min(BUFFER_LIMIT);
@@ -80,10 +125,35 @@ async fn read_hello_unbounded(io: &mut TcpStream) -> Result<Detected, ConnError>
             return Err(ConnError::HelloEof { read: filled });
         }
         filled += n;
+        // The PostgreSQL preamble, only at the start and before `SSLRequest` was answered.
+        if !postgres.ssl {
+            match postgres::classify(&buf[..filled]) {
+                Preamble::None => {}
+                Preamble::Partial => continue,
+                Preamble::Ssl { extra: 0 } => {
+                    io.write_all(&[postgres::WILL_TLS]).await.map_err(ConnError::HelloRead)?;
+                    postgres.ssl = true;
+                    filled = 0;
+                    continue;
+                }
+                Preamble::GssEnc { extra: 0 } if !postgres.gssenc => {
+                    io.write_all(&[postgres::WONT]).await.map_err(ConnError::HelloRead)?;
+                    postgres.gssenc = true;
+                    filled = 0;
+                    continue;
+                }
+                Preamble::GssEnc { extra: 0 } => {
+                    return Err(ConnError::PostgresPreamble("a second GSSENCRequest"));
+                }
+                Preamble::Ssl { .. } | Preamble::GssEnc { .. } => {
+                    return Err(ConnError::PostgresPreamble("bytes sent before the answer"));
+                }
+            }
+        }
         match sniway_wire::parse_client_hello(&buf[..filled]) {
             Ok(Some(hello)) => {
                 buf.truncate(filled);
-                return Ok(Detected { hello, buffered: buf });
+                return Ok(Detected { hello, buffered: buf, proxied: None, postgres });
             }
             Ok(None) => {}
             Err(e) => return Err(ConnError::BadHello(e)),

@@ -186,6 +186,35 @@ pub enum ConnError {
     /// Config: a connection limit was reached; the connection is closed at once.
     #[error("connection limit reached: {0}")]
     Limit(Limit),
+    /// Client: the PROXY protocol header is malformed, too large, or not a PROXY header where
+    /// one was expected.
+    #[error("PROXY protocol header: {0}")]
+    ProxyHeader(String),
+    /// Client: the listener requires a PROXY protocol header and the connection did not start
+    /// with one.
+    #[error("no PROXY protocol header where one is required")]
+    ProxyHeaderMissing,
+    /// Client: a PROXY protocol header (or, where one is required, any connection) from a peer
+    /// outside the trusted networks.
+    #[error("PROXY protocol header from untrusted peer {peer}")]
+    ProxyUntrusted {
+        /// The peer that sent it.
+        peer: std::net::IpAddr,
+    },
+    /// Client: a PostgreSQL client broke the SSLRequest exchange (bytes sent before the
+    /// answer, a second request).
+    #[error("PostgreSQL preamble: {0}")]
+    PostgresPreamble(&'static str),
+    /// Backend: the PostgreSQL backend did not accept TLS (its answer to SSLRequest was not `S`).
+    #[error("PostgreSQL backend: {0}")]
+    PostgresBackend(String),
+    /// Config: no route takes the client's server name (or it sent none), and the listener
+    /// answers with a TLS `unrecognized_name` alert before closing.
+    #[error("no route for the client ({kind}); answered with an unrecognized_name alert")]
+    UnrecognizedName {
+        /// `no_sni` or `no_match`.
+        kind: &'static str,
+    },
 }
 
 /// Which connection limit refused a connection.
@@ -233,7 +262,11 @@ impl ConnError {
             | InvalidSni
             | TlsHandshake(_)
             | TlsHandshakeTimeout(_)
-            | ClientIo(_) => Side::Client,
+            | ClientIo(_)
+            | ProxyHeader(_)
+            | ProxyHeaderMissing
+            | ProxyUntrusted { .. }
+            | PostgresPreamble(_) => Side::Client,
             NoListener { .. }
             | NoRoute { .. }
             | UnsupportedMode { .. }
@@ -246,8 +279,13 @@ impl ConnError {
             | IdleTimeout(_)
             | HalfCloseTimeout(_)
             | MaxLifetime
-            | Limit(_) => Side::Config,
-            Unhealthy { .. } | Resolve { .. } | Connect { .. } | BackendIo(_) => Side::Backend,
+            | Limit(_)
+            | UnrecognizedName { .. } => Side::Config,
+            Unhealthy { .. }
+            | Resolve { .. }
+            | Connect { .. }
+            | BackendIo(_)
+            | PostgresBackend(_) => Side::Backend,
         }
     }
 
@@ -287,12 +325,19 @@ impl ConnError {
                 self::Limit::Client => "limit_client",
                 self::Limit::Backend => "limit_backend",
             },
+            ProxyHeader(_) => "proxy_header",
+            ProxyHeaderMissing => "proxy_header_missing",
+            ProxyUntrusted { .. } => "proxy_untrusted",
+            PostgresPreamble(_) => "postgres_preamble",
+            PostgresBackend(_) => "postgres_backend",
+            UnrecognizedName { .. } => "unrecognized_name",
         }
     }
 
     /// The `reason` label of `sniway_hello_failures_total` for an error before routing: timeout,
-    /// not_tls, malformed, oversized, no_sni, invalid_sni, no_route, closed, read_error. `None`
-    /// for errors after a listener was chosen.
+    /// not_tls, malformed, oversized, no_sni, invalid_sni, no_route, closed, read_error,
+    /// proxy_header, proxy_header_missing, proxy_untrusted, postgres_preamble. `None` for errors
+    /// after a listener was chosen.
     pub fn hello_reason(&self) -> Option<&'static str> {
         use ConnError::*;
         use sniway_wire::HelloError as H;
@@ -306,6 +351,12 @@ impl ConnError {
             NoListener { .. } | NoRoute { .. } => "no_route",
             HelloEof { .. } => "closed",
             HelloRead(_) => "read_error",
+            ProxyHeader(_) => "proxy_header",
+            ProxyHeaderMissing => "proxy_header_missing",
+            ProxyUntrusted { .. } => "proxy_untrusted",
+            PostgresPreamble(_) => "postgres_preamble",
+            UnrecognizedName { kind: "no_sni" } => "no_sni",
+            UnrecognizedName { .. } => "no_route",
             _ => return None,
         })
     }

@@ -4,10 +4,14 @@
 //! lib.rs         Proxy: install a table (reconcile sockets), readiness, shutdown and drain
 //! live.rs        per-table state built at install: TLS configs, balancers, limits, metric handles
 //! listener.rs    bind, accept (global limit after accept, back-off on EMFILE), stop per socket
-//!   conn.rs      one connection: detect -> lookup -> limits -> by the listener's mode:
+//!   conn.rs      one connection: detect -> lookup (or the listener's noSni/noMatch) -> limits
+//!                -> by the listener's mode:
 //!                  Passthrough: connect -> replay + relay
 //!                  Terminate:   handshake -> connect -> plaintext relay
-//!   detect.rs    the ClientHello, however it arrives, into a bounded buffer under a deadline
+//!   detect.rs    the ClientHello, however it arrives, into a bounded buffer under a deadline,
+//!                after a PROXY protocol header and a PostgreSQL preamble when present
+//!   proxy_protocol.rs  PROXY protocol v1/v2: accepted per socket (read exactly), sent per backend
+//!   postgres.rs  PostgreSQL's SSLRequest/GSSENCRequest, both sides
 //!   upstream.rs  backend by weight, endpoint by the backend's balancer, connect under a
 //!                timeout per attempt, failover to other endpoints, backends and fallbacks, the
 //!                replay sent as soon as each attempt's connection exists
@@ -43,24 +47,34 @@
 //!
 //! 1. Accept. Beyond the global connection limit the new connection is closed at once and
 //!    counted; no socket waits for another's permit, so none can starve another.
-//! 2. Detect: read until the ClientHello is complete, invalid, or `hello_timeout` passes.
+//! 2. Detect: read until the ClientHello is complete, invalid, or `hello_timeout` passes. Before
+//!    it, within the same deadline: a PROXY protocol header when the socket accepts one (its
+//!    client address replaces the socket's peer from then on: access log, per-client limits,
+//!    logs, the header sent on), and PostgreSQL's `SSLRequest` (answered `S`) or
+//!    `GSSENCRequest` (answered `N`), recognised by their exact bytes.
 //! 3. Look up the SNI in the table loaded at accept: listener, then route; no fall-through. The
 //!    listener found decides the mode, so Passthrough and Terminate listeners share a socket
-//!    (Mixed), told apart by hostname. The listener's limits (connections, per client address)
-//!    apply here: beyond them the connection is closed at once.
+//!    (Mixed), told apart by hostname. A client without a usable server name, or with one no
+//!    route takes, gets what the listener's `noSni` or `noMatch` says: close (the default), a
+//!    TLS `unrecognized_name` alert, or the listener's default backend. The listener's limits
+//!    (connections, per client address) apply here: beyond them the connection is closed at
+//!    once.
 //! 4. Terminate only: complete the TLS handshake within `handshake_timeout`, the buffered hello
 //!    first (see [`terminate`]).
 //! 5. Choose a backend by weight among the primaries (beyond its connection limit the connection
 //!    is closed) and a usable endpoint by its balancer; connect under `connect_timeout`, failing
 //!    over to other endpoints, other backends, then fallback backends (see [`upstream`]).
-//! 6. Passthrough: replay every byte read so far (usually sent whole right after the connect),
+//! 6. Passthrough: a PROXY protocol header first when the backend's policy asks for one, then,
+//!    for a PostgreSQL client, `SSLRequest` (the backend must answer `S`); then replay every
+//!    byte read so far (usually sent whole right after the connect),
 //!    then relay both ways until both directions have ended. Terminate: relay plaintext both
 //!    ways, half-close mapped to close_notify. The idle, half-close and lifetime deadlines end a
 //!    connection with a reset to both sides; the hello and handshake deadlines reset the client.
 //! 7. Count it, and write its access log line.
 //!
 //! Any failure before step 4 closes the client socket without writing a byte (with a reset when
-//! the hello deadline passed). A failed handshake
+//! the hello deadline passed), but for the PostgreSQL answers already given and the
+//! `unrecognized_name` alert a listener's policy asks for. A failed handshake
 //! may get a TLS alert from rustls; a backend failure after the handshake gets a close_notify. On
 //! shutdown the listening sockets close first, then live connections get up to the drain period,
 //! then the rest are cut with a reset and counted in the log.
@@ -77,6 +91,8 @@ mod health;
 mod listener;
 mod live;
 pub mod metrics;
+pub mod postgres;
+pub mod proxy_protocol;
 pub mod relay;
 mod resolve;
 mod splice;

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use sniway_model::settings::{ProxyProtocolVersion, Unmatched};
 use sniway_model::{
     Backend, HostIndex, ListenerId, ListenerMode, ListenerSettings, ListenerTable, Route, RouteId,
     RoutingTable, SocketTable, normalize,
@@ -27,6 +28,7 @@ use sniway_model::BackendSettings;
 
 use crate::health::{BackendHealth, EndpointState, HealthMetrics};
 use crate::metrics::{BackendMetrics, Metrics, PathLabels, PathMetrics, SocketMetrics};
+use crate::proxy_protocol::Accept;
 use crate::resolve::Resolver;
 use crate::{Keepalive, ProxyConfig};
 
@@ -73,6 +75,12 @@ pub(crate) struct LiveSocket {
     pub keepalive: Option<Keepalive>,
     /// Metric handles.
     pub metrics: SocketMetrics,
+    /// PROXY protocol acceptance: the strictest of the listeners' modes, the union of their
+    /// trusted networks.
+    pub proxy_protocol: Accept,
+    /// The listener whose `noSni` and `noMatch` apply to a client that names no listener of the
+    /// socket: the one without hostname, else the only one; `None` (close) otherwise.
+    pub unmatched: Option<Arc<LiveListener>>,
 }
 
 /// What a lookup found.
@@ -94,18 +102,27 @@ impl LiveSocket {
     ) -> LiveSocket {
         let mut listeners = HostIndex::new();
         let mut hello_timeout = None::<Duration>;
-        for (host, l) in s.listeners.entries() {
-            let live = LiveListener::build(l, config, metrics, registry);
+        let entries = s.listeners.entries();
+        let mut unmatched = None;
+        for (host, l) in &entries {
+            let live = Arc::new(LiveListener::build(l, config, metrics, registry));
             hello_timeout =
                 Some(hello_timeout.map_or(live.hello_timeout, |h| h.max(live.hello_timeout)));
-            listeners.insert_first(host.as_ref(), Arc::new(live));
+            if host.is_none() || entries.len() == 1 {
+                unmatched = Some(Arc::clone(&live));
+            }
+            listeners.insert_first(host.as_ref(), live);
         }
+        let proxy_protocol =
+            Accept::merge(entries.iter().map(|(_, l)| l.settings.proxy_protocol.as_ref()));
         LiveSocket {
             addr: s.addr,
             listeners,
             hello_timeout: hello_timeout.unwrap_or(config.hello_timeout),
             keepalive: config.keepalive,
             metrics: SocketMetrics::new(metrics, s.addr.to_string()),
+            proxy_protocol,
+            unmatched,
         }
     }
 
@@ -160,6 +177,14 @@ pub(crate) struct LiveListener {
     pub max_per_client: u32,
     /// State kept across tables.
     pub state: Arc<ListenerState>,
+    /// What a client without a usable server name gets.
+    pub no_sni: Unmatched,
+    /// What a server name that no route takes gets.
+    pub no_match: Unmatched,
+    /// The default route for `no_sni: Backend`.
+    pub default_no_sni: Option<Arc<LiveRoute>>,
+    /// The default route for `no_match: Backend`.
+    pub default_no_match: Option<Arc<LiveRoute>>,
 }
 
 impl LiveListener {
@@ -181,10 +206,11 @@ impl LiveListener {
             keepalive_count,
             max_connections,
             max_connections_per_client,
-            // Served by later changes of this module (PROXY protocol, unmatched clients, relay).
+            // Per socket: merged by `LiveSocket::build`.
             proxy_protocol: _,
-            no_sni: _,
-            no_match: _,
+            no_sni,
+            no_match,
+            // Served by a later change (the relay choice).
             relay: _,
         } = l.settings.clone();
         let keepalive =
@@ -210,7 +236,16 @@ impl LiveListener {
                 Arc::new(LiveRoute::build(&label, r, config, metrics, registry)),
             );
         }
+        let default = |r: &Option<Arc<Route>>| {
+            r.as_ref().map(|r| Arc::new(LiveRoute::build(&label, r, config, metrics, registry)))
+        };
+        let default_no_sni = default(&l.defaults.no_sni);
+        let default_no_match = default(&l.defaults.no_match);
         LiveListener {
+            no_sni: no_sni.unwrap_or_default(),
+            no_match: no_match.unwrap_or_default(),
+            default_no_sni,
+            default_no_match,
             state: registry.listener(&l.id),
             label,
             mode,
@@ -297,6 +332,7 @@ impl LiveRoute {
                         .unwrap_or(config.max_backend_connections),
                     state,
                     path: PathMetrics::new(metrics, labels),
+                    proxy_protocol: wb.settings.proxy_protocol.unwrap_or_default(),
                 }
             })
             .collect();
@@ -349,6 +385,8 @@ pub(crate) struct LiveBackend {
     pub state: Arc<BackendState>,
     /// Metric handles of (listener, route, this backend).
     pub path: Arc<PathMetrics>,
+    /// The PROXY protocol header sent to it.
+    pub proxy_protocol: ProxyProtocolVersion,
 }
 
 /// A listener's state across tables.

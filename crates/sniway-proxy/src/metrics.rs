@@ -54,6 +54,9 @@ pub const NAMES: &[(&str, &str)] = &[
     ("sniway_backend_health_checks_total", "counter"),
     ("sniway_backend_failovers_total", "counter"),
     ("sniway_backend_fallback_connections_total", "counter"),
+    ("sniway_unmatched_total", "counter"),
+    ("sniway_proxy_protocol_headers_total", "counter"),
+    ("sniway_postgres_requests_total", "counter"),
 ];
 
 /// The exposed name of every metric of a controller that serves no data plane
@@ -180,6 +183,39 @@ pub struct BackendResultLabels {
     pub backend: String,
     /// `success` or `failure`.
     pub result: &'static str,
+}
+
+/// `{address, listener, kind, action}`: a client no route took.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnmatchedLabels {
+    /// The configured address and port.
+    pub address: String,
+    /// The listener whose policy applied; empty when none could be chosen.
+    pub listener: String,
+    /// `no_sni` or `no_match`.
+    pub kind: &'static str,
+    /// `close`, `alert` or `backend`.
+    pub action: &'static str,
+}
+
+/// `{address, version}`: a PROXY protocol header accepted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProxyHeaderLabels {
+    /// The configured address and port.
+    pub address: String,
+    /// `v1` or `v2`.
+    pub version: &'static str,
+    /// `proxy` (the client's address was taken) or `local` (no client address: the peer's).
+    pub command: &'static str,
+}
+
+/// `{address, request}`: a PostgreSQL request before TLS.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PostgresLabels {
+    /// The configured address and port.
+    pub address: String,
+    /// `ssl` (answered `S`) or `gssenc` (answered `N`).
+    pub request: &'static str,
 }
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -315,6 +351,9 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     reload_ok: Gauge,
     access_log_dropped: Counter,
+    pub(crate) unmatched: Family<UnmatchedLabels, Counter>,
+    pub(crate) proxy_headers: Family<ProxyHeaderLabels, Counter>,
+    pub(crate) postgres_requests: Family<PostgresLabels, Counter>,
 }
 
 impl Metrics {
@@ -347,6 +386,9 @@ impl Metrics {
             reloads: Family::default(),
             reload_ok: Gauge::default(),
             access_log_dropped: Counter::default(),
+            unmatched: Family::default(),
+            proxy_headers: Family::default(),
+            postgres_requests: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -376,7 +418,8 @@ impl Metrics {
             "sniway_hello_failures",
             "Connections closed before a route was chosen, by reason: timeout, not_tls, \
              malformed, oversized, no_sni, invalid_sni, no_route, closed (the client left \
-             first), read_error",
+             first), read_error, proxy_header (a malformed PROXY protocol header), \
+             proxy_header_missing, proxy_untrusted, postgres_preamble",
             m.hello_failures.clone(),
         );
         r.register_with_unit(
@@ -400,8 +443,9 @@ impl Metrics {
             "Routed connections ended, by reason: completed (both sides finished), client_io, \
              backend_io, idle_timeout, half_close_timeout, max_lifetime, drained, connect, \
              resolve, invalid_backend, no_endpoints, unhealthy, failover (counted on the \
-             backend first chosen when another one served the connection), no_backend, limit_backend, tls_handshake, \
-             tls_handshake_timeout, no_certificate, tls_config",
+             backend first chosen when another one served the connection), no_backend, \
+             limit_backend, tls_handshake, tls_handshake_timeout, no_certificate, tls_config, \
+             postgres_backend (the backend refused TLS in the PostgreSQL preamble)",
             m.closed.clone(),
         );
         r.register_with_unit(
@@ -493,6 +537,25 @@ impl Metrics {
             "Connections sent to a fallback backend because no primary endpoint of the route \
              was usable",
             m.fallbacks.clone(),
+        );
+        r.register(
+            "sniway_unmatched",
+            "Clients that sent no usable server name (kind no_sni) or one that no route takes \
+             (no_match), by the action of the listener's policy: close, alert (TLS \
+             unrecognized_name, then close) or backend (the listener's default backend)",
+            m.unmatched.clone(),
+        );
+        r.register(
+            "sniway_proxy_protocol_headers",
+            "PROXY protocol headers accepted from load balancers, by version (v1, v2) and command \
+             (proxy: the client's address taken; local: the peer's address kept)",
+            m.proxy_headers.clone(),
+        );
+        r.register(
+            "sniway_postgres_requests",
+            "PostgreSQL requests before TLS: ssl (SSLRequest, answered S) and gssenc \
+             (GSSENCRequest, answered N)",
+            m.postgres_requests.clone(),
         );
         m.reload_ok.set(1);
         Metrics { registry, ..m }
@@ -653,6 +716,24 @@ mod tests {
             .inc();
         m.failovers.get_or_create(&BackendLabels { backend: "b".into() }).inc();
         m.fallbacks.get_or_create(&BackendLabels { backend: "b".into() }).inc();
+        m.unmatched
+            .get_or_create(&UnmatchedLabels {
+                address: "a".into(),
+                listener: String::new(),
+                kind: "no_sni",
+                action: "close",
+            })
+            .inc();
+        m.proxy_headers
+            .get_or_create(&ProxyHeaderLabels {
+                address: "a".into(),
+                version: "v2",
+                command: "proxy",
+            })
+            .inc();
+        m.postgres_requests
+            .get_or_create(&PostgresLabels { address: "a".into(), request: "ssl" })
+            .inc();
         let text = m.encode();
         for (name, kind) in NAMES {
             let family = name.trim_end_matches("_total").trim_end_matches("_info");

@@ -28,6 +28,9 @@
 //!    default) offers its unhealthy endpoints anyway; with `Refuse` it offers none, and a
 //!    connection that found nothing is refused.
 //!
+//! Only backends sent the same PROXY protocol header as the chosen one (the same version, or
+//! none) take over from it in steps 2 to 4, since the first bytes were prepared for it.
+//!
 //! The first bytes for the backend (a passthrough connection's buffered ClientHello) are sent on
 //! each attempt's new socket as soon as it is connected (`connect_one`), so a failed attempt
 //! costs the client nothing but time. Each attempt is counted per backend, with its time when it
@@ -176,7 +179,11 @@ async fn next(
     last: &mut Option<ConnError>,
 ) -> Option<(usize, Arc<EndpointState>)> {
     let n = route.backends.len();
-    let others = || (1..n).map(move |k| (chosen + k) % n);
+    // The first bytes sent (a PROXY header, or none) are the chosen backend's: only backends that
+    // take the same can take over.
+    let version = route.backends[chosen].proxy_protocol;
+    let same = move |i: &usize| route.backends[*i].proxy_protocol == version;
+    let others = move || (1..n).map(move |k| (chosen + k) % n).filter(same);
     if let Some(ep) = endpoint_of(inner, route, chosen, tried, Health::Usable, deadline, last).await
     {
         return Some((chosen, ep));
@@ -187,7 +194,7 @@ async fn next(
             return Some((i, ep));
         }
     }
-    for i in (0..n).filter(|&i| route.backends[i].settings.fallback) {
+    for i in (0..n).filter(same).filter(|&i| route.backends[i].settings.fallback) {
         if let Some(ep) = endpoint_of(inner, route, i, tried, Health::Usable, deadline, last).await
         {
             return Some((i, ep));
