@@ -556,3 +556,30 @@ async fn with_a_healthy_primary_the_fallback_backend_gets_nothing() {
     }
     assert_eq!(attempts(&r, "backup"), 0.0);
 }
+
+#[tokio::test]
+async fn only_a_backend_sent_the_same_proxy_header_takes_over() {
+    use sniway_model::settings::ProxyProtocolVersion;
+    let dead = closed_port().await;
+    let plain = echo_backend("plain").await;
+    let v1 = echo_backend("v1").await;
+    let with = |version, fallback| BackendSettings {
+        proxy_protocol: Some(version),
+        fallback,
+        ..Default::default()
+    };
+    let r = start(table(vec![
+        backend("primary", 1, &[dead], with(ProxyProtocolVersion::V1, false)),
+        backend("plain", 0, &[plain], with(ProxyProtocolVersion::Off, true)),
+        backend("v1", 0, &[v1], with(ProxyProtocolVersion::V1, true)),
+    ]))
+    .await;
+    for _ in 0..4 {
+        let mut c = connect(r.addr).await;
+        c.write_all(&sniway_testkit::hello("a.example")).await.unwrap();
+        assert_eq!(read_line(&mut c).await, "v1");
+        // The header prepared for the chosen backend reached the one that takes it.
+        assert_eq!(&read_exact(&mut c, 6).await, b"PROXY ");
+    }
+    assert_eq!(attempts(&r, "plain"), 0.0, "never sent a header it does not expect");
+}
