@@ -13,6 +13,9 @@
 //! endpoint that was used while ejected (when every endpoint is unhealthy and the backend fails
 //! open). A passing active check readmits an ejected endpoint at once.
 //!
+//! A new endpoint starts healthy: it takes connections before its first check, so that a
+//! reload or a scale-up never refuses traffic while checks have yet to run.
+//!
 //! Active health (`healthCheck.active`, only when configured): one task per backend checks every
 //! endpoint each `interval` (plus up to a tenth of it, random, so that many backends do not
 //! check in step), each check bounded by `timeout`. `unhealthyThreshold` failures in a row make
