@@ -349,7 +349,7 @@ impl BackendHealth {
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
         let out: Vec<_> = addrs.iter().map(|&a| self.endpoint(&mut map, a)).collect();
         if map.len() != out.len() {
-            map.retain(|a, _| addrs.contains(a));
+            map.retain(|a, _| addrs.contains(a) || self.forget(*a));
         }
         out
     }
@@ -368,7 +368,15 @@ impl BackendHealth {
             return;
         }
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, e| e.seen.load(Ordering::Relaxed) >= generation);
+        map.retain(|a, e| e.seen.load(Ordering::Relaxed) >= generation || self.forget(*a));
+    }
+
+    /// Removes the health gauge of an endpoint that leaves (a stale value would mislead);
+    /// returns false, for `retain`. Its ejection count stays, as counters do.
+    fn forget(&self, addr: SocketAddr) -> bool {
+        let labels = EndpointLabels { backend: self.name.clone(), endpoint: addr.to_string() };
+        self.metrics.healthy.remove(&labels);
+        false
     }
 
     /// Every endpoint known now, in address order.

@@ -9,7 +9,9 @@
 //! names, and fixed reason words. A server name from a ClientHello or a client address never
 //! becomes a label. Label sets of listeners, routes and backends that leave the configuration stay
 //! in the exposition until the process restarts (counters must not go backwards while a series
-//! exists); their number grows only with the names ever configured.
+//! exists); their number grows only with the names ever configured. The one exception is the
+//! health gauge of a backend endpoint (`sniway_backend_endpoint_healthy`), removed when the
+//! endpoint leaves the backend, since a stale health value would mislead.
 //!
 //! The data plane resolves the label sets of a table once, when the table is installed
 //! ([`PathMetrics`], [`SocketMetrics`], [`BackendMetrics`]), so a connection only increments

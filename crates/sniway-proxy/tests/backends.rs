@@ -449,6 +449,8 @@ async fn endpoint_health_survives_a_reload_and_an_endpoint_that_leaves_forgets_i
     // Without the endpoint, then with it again: it starts afresh, healthy.
     r.proxy.install(table(vec![backend("b", 1, &[live], s.clone())]));
     assert!(endpoint_view(&r, "b", dead).is_null());
+    let gauge = format!("sniway_backend_endpoint_healthy{{backend=\"b\",endpoint=\"{dead}\"}}");
+    assert!(!r.proxy.metrics_text().contains(&gauge), "the gauge of an endpoint that left is gone");
     r.proxy.install(table(vec![backend("b", 1, &[dead, live], s)]));
     for _ in 0..4 {
         assert_eq!(which_backend(r.addr, "a.example").await, "live");
