@@ -111,22 +111,7 @@ async fn stoppable_echo(name: &str, addr: SocketAddr) -> (SocketAddr, JoinHandle
     }
     let listener = bound.expect("bind backend");
     let addr = listener.local_addr().expect("addr");
-    let name = format!("{name}\n");
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            let name = name.clone();
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                if w.write_all(name.as_bytes()).await.is_err() {
-                    return;
-                }
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    (addr, task)
+    (addr, serve_echo(listener, name))
 }
 
 /// An address whose SYNs are dropped: a listener that never accepts, with its accept queue

@@ -16,8 +16,7 @@ use sniway_model::settings::{
     AcceptProxyProtocol, BackendSettings, ProxyProtocolMode, ProxyProtocolVersion, Unmatched,
 };
 use sniway_model::{
-    Backend, DefaultRoutes, HostIndex, HostPattern, ListenerId, ListenerMode, ListenerSettings,
-    ListenerTable, Route, RoutingTable, WeightedBackend,
+    Backend, DefaultRoutes, ListenerSettings, ListenerTable, Route, RoutingTable, WeightedBackend,
 };
 use sniway_proxy::ProxyConfig;
 use sniway_proxy::postgres::{GSSENC_REQUEST, SSL_REQUEST};
@@ -27,31 +26,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 // === tables ===
-
-/// A passthrough listener with settings and default routes.
-fn listener(
-    hostname: Option<&str>,
-    routes: Vec<(Option<&str>, Arc<Route>)>,
-    settings: ListenerSettings,
-    defaults: DefaultRoutes,
-) -> Arc<ListenerTable> {
-    let mut idx = HostIndex::new();
-    for (h, r) in routes {
-        assert!(idx.insert_first(h.map(HostPattern::parse).as_ref(), r));
-    }
-    Arc::new(ListenerTable {
-        id: ListenerId {
-            namespace: "default".into(),
-            gateway: "gw".into(),
-            listener: hostname.unwrap_or("any").into(),
-        },
-        hostname: hostname.map(HostPattern::parse),
-        mode: ListenerMode::Passthrough,
-        settings,
-        routes: idx,
-        defaults,
-    })
-}
 
 fn table(listeners: Vec<Arc<ListenerTable>>) -> Arc<RoutingTable> {
     Arc::new(RoutingTable { sockets: vec![mk_socket("127.0.0.1:0", listeners)] })
@@ -248,7 +222,7 @@ fn v2_local() -> Vec<u8> {
 async fn a_postgres_ssl_request_is_answered_s_and_the_backend_gets_its_own_before_the_hello() {
     let pg = backend("pg", Expect { proxy: false, postgres: Some(b'S') }).await;
     let other = backend("other", PLAIN).await;
-    let p = start(table(vec![listener(
+    let p = start(table(vec![mk_listener_with(
         None,
         vec![
             (Some("db.example.test"), mk_route("db", vec![mk_endpoints("pg", &[pg])])),
@@ -356,7 +330,7 @@ async fn only_the_exact_request_bytes_start_the_postgres_exchange() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_proxy_header_gives_the_client_address_to_the_header_sent_on() {
     let b = backend("b", PROXIED).await;
-    let p = start(table(vec![listener(
+    let p = start(table(vec![mk_listener_with(
         None,
         vec![(None, mk_route("r", vec![with_proxy("b", b, ProxyProtocolVersion::V2)]))],
         accepting(ProxyProtocolMode::Required, &["127.0.0.0/8"]),
@@ -387,7 +361,7 @@ async fn a_trusted_proxy_header_gives_the_client_address_to_the_header_sent_on()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_v2_local_header_keeps_the_peer_address() {
     let b = backend("b", PROXIED).await;
-    let p = start(table(vec![listener(
+    let p = start(table(vec![mk_listener_with(
         None,
         vec![(None, mk_route("r", vec![with_proxy("b", b, ProxyProtocolVersion::V1)]))],
         accepting(ProxyProtocolMode::Required, &["127.0.0.1"]),
@@ -409,7 +383,8 @@ async fn headers_from_untrusted_peers_and_missing_required_headers_are_refused()
     let b = backend("b", PROXIED).await;
     let route = || vec![(None, mk_route("r", vec![with_proxy("b", b, ProxyProtocolVersion::V1)]))];
     let start_accepting = |mode, nets: &'static [&'static str]| {
-        let t = table(vec![listener(None, route(), accepting(mode, nets), Default::default())]);
+        let t =
+            table(vec![mk_listener_with(None, route(), accepting(mode, nets), Default::default())]);
         let config = ProxyConfig { hello_timeout: Duration::from_secs(3600), ..Default::default() };
         start_with(t, config, Duration::from_secs(5))
     };
@@ -459,7 +434,7 @@ async fn headers_from_untrusted_peers_and_missing_required_headers_are_refused()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hello_deadline_covers_the_proxy_header_and_the_postgres_preamble() {
     let b = backend("b", PLAIN).await;
-    let t = table(vec![listener(
+    let t = table(vec![mk_listener_with(
         None,
         vec![(None, mk_route("r", vec![mk_endpoints("b", &[b])]))],
         accepting(ProxyProtocolMode::Required, &["127.0.0.1"]),
@@ -487,7 +462,7 @@ async fn per_client_limits_count_the_address_from_the_proxy_header() {
     let b = backend("b", PLAIN).await;
     let mut settings = accepting(ProxyProtocolMode::Required, &["127.0.0.1"]);
     settings.max_connections_per_client = Some(1);
-    let p = start(table(vec![listener(
+    let p = start(table(vec![mk_listener_with(
         None,
         vec![(None, mk_route("r", vec![mk_endpoints("b", &[b])]))],
         settings,
@@ -655,7 +630,8 @@ async fn no_sni_and_no_match_clients_get_their_listeners_action() {
 
     // Close, the default: nothing written.
     let p =
-        start(table(vec![listener(None, route(), Default::default(), Default::default())])).await;
+        start(table(vec![mk_listener_with(None, route(), Default::default(), Default::default())]))
+            .await;
     for bytes in [&no_sni, &ip_sni, &hello("other.example.test")] {
         let mut s = connect(p.addr).await;
         s.write_all(bytes).await.expect("write");
@@ -669,7 +645,7 @@ async fn no_sni_and_no_match_clients_get_their_listeners_action() {
     assert!(text.contains("kind=\"no_match\",action=\"close\"} 1"), "{text}");
 
     // Alert.
-    let p = start(table(vec![listener(
+    let p = start(table(vec![mk_listener_with(
         None,
         route(),
         unmatched_settings(Unmatched::Alert, Unmatched::Alert),
@@ -690,7 +666,7 @@ async fn no_sni_and_no_match_clients_get_their_listeners_action() {
         no_sni: default_route("noSni", legacy),
         no_match: default_route("noMatch", fallback),
     };
-    let p = start(table(vec![listener(
+    let p = start(table(vec![mk_listener_with(
         None,
         route(),
         unmatched_settings(Unmatched::Backend, Unmatched::Backend),
@@ -717,14 +693,14 @@ async fn the_listener_that_decides_is_the_one_matched_else_the_one_without_hostn
     let any = backend("any", PLAIN).await;
     let t = table(vec![
         // A listener for *.example.test whose routes take only a.example.test: alert on others.
-        listener(
+        mk_listener_with(
             Some("*.example.test"),
             vec![(Some("a.example.test"), mk_route("a", vec![mk_endpoints("a", &[a])]))],
             unmatched_settings(Unmatched::Close, Unmatched::Alert),
             Default::default(),
         ),
         // The listener without hostname decides for names no listener takes, and for no SNI.
-        listener(
+        mk_listener_with(
             None,
             vec![(Some("z.example.org"), mk_route("z", vec![mk_endpoints("any", &[any])]))],
             unmatched_settings(Unmatched::Backend, Unmatched::Close),
@@ -748,7 +724,7 @@ async fn the_listener_that_decides_is_the_one_matched_else_the_one_without_hostn
 async fn with_several_hostname_listeners_and_none_without_a_client_without_sni_is_closed() {
     let a = backend("a", PLAIN).await;
     let l = |host| {
-        listener(
+        mk_listener_with(
             Some(host),
             vec![(None, mk_route("a", vec![mk_endpoints("a", &[a])]))],
             unmatched_settings(Unmatched::Alert, Unmatched::Alert),

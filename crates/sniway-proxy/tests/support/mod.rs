@@ -51,6 +51,16 @@ pub fn mk_listener(
     hostname: Option<&str>,
     routes: Vec<(Option<&str>, Arc<Route>)>,
 ) -> Arc<ListenerTable> {
+    mk_listener_with(hostname, routes, Default::default(), Default::default())
+}
+
+/// A passthrough listener with routes, policy settings and default routes.
+pub fn mk_listener_with(
+    hostname: Option<&str>,
+    routes: Vec<(Option<&str>, Arc<Route>)>,
+    settings: sniway_model::ListenerSettings,
+    defaults: sniway_model::DefaultRoutes,
+) -> Arc<ListenerTable> {
     let mut idx = HostIndex::new();
     for (h, r) in routes {
         assert!(idx.insert_first(h.map(HostPattern::parse).as_ref(), r), "duplicate route host");
@@ -63,9 +73,9 @@ pub fn mk_listener(
         },
         hostname: hostname.map(HostPattern::parse),
         mode: ListenerMode::Passthrough,
-        settings: Default::default(),
+        settings,
         routes: idx,
-        defaults: Default::default(),
+        defaults,
     })
 }
 
@@ -88,11 +98,9 @@ pub fn mk_table(routes: Vec<(Option<&str>, Arc<Route>)>) -> Arc<RoutingTable> {
 
 // === backends ===
 
-/// A TCP backend that writes `NAME\n` on accept, then echoes everything back and, at end of
-/// stream, shuts down its write half.
-pub async fn echo_backend(name: &str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
-    let addr = listener.local_addr().expect("backend addr");
+/// Serves `echo_backend`'s protocol on `listener` until the returned task is aborted (which
+/// closes the listening socket).
+pub fn serve_echo(listener: TcpListener, name: &str) -> JoinHandle<()> {
     let name = format!("{name}\n");
     tokio::spawn(async move {
         loop {
@@ -107,7 +115,15 @@ pub async fn echo_backend(name: &str) -> SocketAddr {
                 let _ = w.shutdown().await;
             });
         }
-    });
+    })
+}
+
+/// A TCP backend that writes `NAME\n` on accept, then echoes everything back and, at end of
+/// stream, shuts down its write half.
+pub async fn echo_backend(name: &str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let addr = listener.local_addr().expect("backend addr");
+    serve_echo(listener, name);
     addr
 }
 

@@ -68,39 +68,6 @@ impl Drop for Blackhole {
     }
 }
 
-/// A Service whose EndpointSlice lists `ips`, all on `target`.
-fn service_with(name: &str, target: u16, ips: &[IpAddr]) -> String {
-    let endpoints: String = ips
-        .iter()
-        .map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n"))
-        .collect();
-    format!(
-        r#"---
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-spec:
-  ports:
-  - name: tls
-    port: 443
-    targetPort: {target}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-1
-  labels:
-    kubernetes.io/service-name: {name}
-addressType: IPv4
-ports:
-- name: tls
-  port: {target}
-endpoints:
-{endpoints}"#
-    )
-}
-
 /// The sum of every sample of `name` whose labels include each of `want`.
 fn sum(body: &str, name: &str, want: &[&str]) -> f64 {
     body.lines()
@@ -159,7 +126,7 @@ async fn a_closed_port_and_a_blackholed_endpoint_are_ejected_and_every_connectio
     let manifests = [
         passthrough_gateway("gw", port),
         route("app", "gw", &["app.example"], &[("app", 1)]),
-        service_with("app", target, &[closed, blackhole.addr, live]),
+        service_endpoints("app", 443, target, &[closed, blackhole.addr, live]),
     ]
     .concat();
     let gw = Gateway::start(&manifests, port, &["--connect-timeout", "1s"]);
@@ -267,7 +234,7 @@ async fn an_endpoint_killed_and_restarted_is_ejected_and_readmitted_by_active_ch
     let manifests = [
         passthrough_gateway("gw", port),
         route("app", "gw", &["app.example"], &[("app", 1)]),
-        service_with("app", target, &[[127, 0, 0, 1].into(), [127, 0, 0, 2].into()]),
+        service_endpoints("app", 443, target, &[[127, 0, 0, 1].into(), [127, 0, 0, 2].into()]),
         backend_policy("app-health", "app", FAST_TCP_CHECK, ""),
     ]
     .concat();
@@ -367,7 +334,7 @@ async fn a_verifying_tls_check_fails_a_backend_with_the_wrong_certificate() {
     let manifests = [
         passthrough_gateway("gw", port),
         route("app", "gw", &["app.example"], &[("app", 1)]),
-        service_with("app", target, &[[127, 0, 0, 1].into(), [127, 0, 0, 2].into()]),
+        service_endpoints("app", 443, target, &[[127, 0, 0, 1].into(), [127, 0, 0, 2].into()]),
         backend_policy("app-tls", "app", check, ""),
         format!(
             "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-ca\ndata:\n  ca.crt: |\n    {ca}\n"

@@ -417,6 +417,17 @@ impl Drop for Gateway {
 
 /// A Service and EndpointSlice pointing at one loopback address, as file-mode manifests.
 pub fn service(name: &str, service_port: u16, endpoint: SocketAddr) -> String {
+    service_endpoints(name, service_port, endpoint.port(), &[endpoint.ip()])
+}
+
+/// A Service on `service_port` whose EndpointSlice lists `ips`, all on port `target`.
+pub fn service_endpoints(
+    name: &str,
+    service_port: u16,
+    target: u16,
+    ips: &[std::net::IpAddr],
+) -> String {
+    let endpoints: String = ips.iter().map(|ip| format!("- addresses: [\"{ip}\"]\n")).collect();
     format!(
         r#"---
 apiVersion: v1
@@ -440,10 +451,7 @@ ports:
 - name: tls
   port: {target}
 endpoints:
-- addresses: ["{ip}"]
-"#,
-        target = endpoint.port(),
-        ip = endpoint.ip()
+{endpoints}"#
     )
 }
 
